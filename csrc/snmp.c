@@ -1,0 +1,3 @@
+#include "snmp.h"
+
+gk_snmp gk_stats;

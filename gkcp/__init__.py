@@ -1,0 +1,1 @@
+"""gkcp: KCP reliable UDP for gevent, wire-compatible with kcp-go."""
