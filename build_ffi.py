@@ -15,6 +15,8 @@ CSRC = os.path.join(HERE, "csrc")
 # Public headers in dependency order; every declaration in them is exposed.
 HEADERS = ["common.h", "snmp.h", "kcp.h", "gf256.h", "rs.h", "fec.h", "crypt.h", "io.h", "sess.h"]
 
+HEADER_ONLY = {"common.h"}
+
 _CONSTANT = re.compile(r"^#define\s+\w+\s+(0x[0-9A-Fa-f]+|\d+)\b")
 
 
@@ -32,7 +34,17 @@ def header_cdef(text: str) -> str:
 
 
 def present_headers():
-    return [h for h in HEADERS if os.path.exists(os.path.join(CSRC, h))]
+    """Headers whose layer exists: a header is exposed once its same-named .c
+    file is there (or it is declarations only), so each layer can be built and
+    tested before the others are written."""
+    found = []
+    for h in HEADERS:
+        if not os.path.exists(os.path.join(CSRC, h)):
+            continue
+        source = os.path.join(CSRC, h[:-2] + ".c")
+        if h in HEADER_ONLY or os.path.exists(source):
+            found.append(h)
+    return found
 
 
 def sources(absolute: bool):
