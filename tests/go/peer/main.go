@@ -178,9 +178,10 @@ func parseFlags(cmd string, args []string) *config {
 		fs.IntVar(&c.sessions, "sessions", 1, "sessions to serve (concurrently) before exiting")
 	} else {
 		fs.StringVar(&c.role, "role", "send", "send|recv|echo|rtt")
-		fs.IntVar(&c.count, "count", 100, "rtt: round trips")
-		fs.IntVar(&c.size, "size", 64, "rtt: bytes per round trip")
 	}
+	// accepted (and ignored) by listen too, so both sides can share settings
+	fs.IntVar(&c.count, "count", 100, "dial rtt: round trips")
+	fs.IntVar(&c.size, "size", 64, "dial rtt: bytes per round trip")
 	fs.Int64Var(&c.nbytes, "bytes", 1<<20, "payload bytes (listen echo: 0 = until -idle / -timeout)")
 	fs.IntVar(&c.nodelay, "nodelay", 0, "SetNoDelay nodelay")
 	fs.IntVar(&c.interval, "interval", 100, "SetNoDelay interval (ms)")
