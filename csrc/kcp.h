@@ -48,10 +48,15 @@ void gk_kcp_nodelay(gk_kcp *kcp, int nodelay, int interval, int resend, int nc);
 void gk_kcp_wndsize(gk_kcp *kcp, int sndwnd, int rcvwnd);
 void gk_kcp_set_stream(gk_kcp *kcp, int stream);
 void gk_kcp_set_dead_link(gk_kcp *kcp, uint32_t dead_link);
+/* For tests (wrapping sequence numbers): on a kcp that has sent, queued and
+ * received nothing, start snd_una, snd_nxt and rcv_nxt at sn.  Returns 0, or
+ * -1 if the kcp is not fresh. */
+int gk_kcp_set_next_sn(gk_kcp *kcp, uint32_t sn);
 
 /* Queue application bytes.  Message mode: split into ceil(len/mss) fragments
  * numbered by frg (-2 if more than 255).  Stream mode: first top up the last
- * unsent segment to mss.  Returns 0, or < 0 on error.  Never flushes. */
+ * unsent segment to mss.  Returns 0, or < 0 on error (-1 empty buffer, -3 out
+ * of memory; nothing is queued then).  Never flushes. */
 int gk_kcp_send(gk_kcp *kcp, const uint8_t *buf, int len);
 /* Size of the next complete message, or -1 if none is complete yet. */
 int gk_kcp_peeksize(const gk_kcp *kcp);
