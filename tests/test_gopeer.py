@@ -1,0 +1,177 @@
+"""Go <-> Go through the test harness: the kcp-go peer, its Python driver and
+the lossy relay.  Needs only Go and Debian's kcp-go, not gkcp itself."""
+
+import socket
+import time
+
+import pytest
+
+import gopeer
+from gopeer import GoPeer, PeerError, run_pair, stream_digest
+from lossy_relay import LossyRelay
+
+FAST = dict(mode="fast3", sndwnd=1024, rcvwnd=1024)
+CONFIGS = {
+    "plain": {},
+    "aes": dict(crypt="aes", passphrase="x"),
+    "fec": dict(ds=10, ps=3),
+    "aes+fec": dict(crypt="aes", passphrase="x", ds=10, ps=3),
+}
+MB = 1_000_000
+
+
+@pytest.fixture(params=sorted(CONFIGS))
+def cfg(request, go_peer_bin):
+    return {**FAST, **CONFIGS[request.param]}
+
+
+def test_sink_send_5mb(cfg):
+    srv, cli = run_pair("sink", "send", 5 * MB, timeout=20, seed=11, **cfg)
+    send, sink = cli.result, srv.result
+    assert send["n"] == sink["n"] == 5 * MB
+    # the Go sender's stream is the Python one, and the sink saw all of it
+    assert send["sent"] == send["peer"] == sink["hex"] == stream_digest(11, 5 * MB)
+    assert send["mbps"] > 1
+    assert srv.snmp["BytesReceived"] == 5 * MB and cli.snmp["BytesSent"] == 5 * MB
+    if cfg.get("ds"):
+        assert cli.snmp["OutPkts"] > cli.snmp["OutSegs"] * 1.2  # parity went out
+    assert cli.cpu is not None and srv.cpu is not None
+
+
+def test_echo_2mb(cfg):
+    srv, cli = run_pair("echo", "echo", 2 * MB, timeout=20, seed=5, **cfg)
+    r = cli.result
+    assert r["n"] == 2 * MB and r["sent"] == r["recv"] == stream_digest(5, 2 * MB)
+    assert srv.result == {"kind": "ECHO", "n": 2 * MB}
+
+
+def test_rtt(cfg):
+    count, size = 50, 64
+    srv, cli = run_pair("echo", "rtt", count * size, timeout=20,
+                        count=count, size=size, **cfg)
+    r = cli.result
+    assert r["count"] == count
+    assert 0 < r["p50_us"] <= r["p99_us"] < 1_000_000
+
+
+def test_source_recv():
+    srv, cli = run_pair("source", "recv", 2 * MB, timeout=20, seed=3,
+                        crypt="salsa20", key=bytes(range(32)), **FAST)
+    assert srv.result["sent"] == srv.result["peer"] == cli.result["hex"] \
+        == stream_digest(3, 2 * MB)
+
+
+def test_kcp_go_defaults_and_message_mode_options(go_peer_bin):
+    # kcp-go's own defaults (32/32 windows, interval 100): slow, so small
+    srv, cli = run_pair("sink", "send", 100_000, timeout=20, mode="default")
+    assert cli.result["sent"] == srv.result["hex"]
+    srv, cli = run_pair("sink", "send", 1 * MB, timeout=20, stream=True,
+                        writedelay=True, acknodelay=True, mtu=1200,
+                        crypt="none", **FAST)
+    assert cli.result["sent"] == srv.result["hex"]
+
+
+def test_three_concurrent_sessions(go_peer_bin):
+    n = 1 * MB
+    with GoPeer("listen", role="sink", nbytes=n, sessions=3, timeout=20,
+                **FAST) as srv:
+        clis = [GoPeer("dial", addr=srv.address, role="send", nbytes=n,
+                       seed=s, timeout=20, **FAST) for s in (1, 2, 3)]
+        try:
+            for c in clis:
+                c.start()
+            for c in clis:
+                c.wait()
+        finally:
+            for c in clis:
+                c.kill()
+        srv.wait()
+    assert sorted(r["hex"] for r in srv.results) == \
+        sorted(stream_digest(s, n) for s in (1, 2, 3))
+    assert srv.events[-3]["kind"] == "EXIT"
+    assert srv.snmp["PassiveOpens"] == 3
+
+
+def test_wrong_passphrase_gets_no_session(go_peer_bin):
+    t0 = time.monotonic()
+    with pytest.raises(PeerError, match="TIMEOUT|timeout"):
+        run_pair("sink", "send", 100_000, timeout=1.5,
+                 listen_settings=dict(crypt="aes", passphrase="right"),
+                 dial_settings=dict(crypt="aes", passphrase="wrong"), **FAST)
+    assert time.monotonic() - t0 < 10
+
+
+def test_through_lossy_relay_5pct_drop(go_peer_bin):
+    relays = []
+
+    def via(host, port):
+        relays.append(LossyRelay((host, port), drop=0.05, seed=1).start())
+        return relays[-1].address
+
+    try:
+        srv, cli = run_pair("sink", "send", 5 * MB, timeout=20, via=via,
+                            seed=9, **FAST)
+    finally:
+        for r in relays:
+            r.stop()
+    st = relays[0].stats()
+    assert cli.result["sent"] == cli.result["peer"] == srv.result["hex"] \
+        == stream_digest(9, 5 * MB)
+    assert st["c2s"]["dropped"] > 0 and st["s2c"]["in"] > 0
+    assert cli.snmp["RetransSegs"] > 0
+    for d in st.values():
+        assert d["out"] == d["in"] - d["dropped"] + d["duplicated"] - d["send_errors"]
+
+
+def test_relay_fault_accounting():
+    """Raw datagrams: every fault is counted and the arithmetic adds up."""
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    tx.bind(("127.0.0.1", 0))
+    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    rx.settimeout(0.3)
+    tx.settimeout(2)
+    n = 2000
+    try:
+        with LossyRelay(rx.getsockname(), drop=0.1, dup=0.05, reorder=0.05,
+                        corrupt=0.05, seed=4) as relay:
+            sent = []
+            for i in range(n):
+                pkt = i.to_bytes(4, "big") * 100
+                sent.append(pkt)
+                tx.sendto(pkt, relay.address)
+                if i % 100 == 99:
+                    time.sleep(0.002)
+            got = []
+            for _ in range(3 * n):  # bounded
+                try:
+                    got.append(rx.recv(2048))
+                except socket.timeout:
+                    break
+            st = relay.stats()["c2s"]
+            assert relay.client_port == tx.getsockname()[1]
+            # and the other direction reaches the client through the relay
+            rx.sendto(b"pong", ("127.0.0.1", relay.server_side_port))
+            assert tx.recvfrom(100) == (b"pong", relay.address)
+    finally:
+        rx.close()
+        tx.close()
+    assert st["in"] == n
+    assert min(st["dropped"], st["duplicated"], st["reordered"], st["corrupted"]) > 0
+    assert st["out"] == n - st["dropped"] + st["duplicated"] == len(got)
+    intact = [g for g in got if g in set(sent)]
+    assert len(got) - len(intact) == pytest.approx(st["corrupted"], abs=st["duplicated"])
+    idx = [int.from_bytes(g[:4], "big") for g in intact]
+    assert idx != sorted(idx)  # reordered
+
+
+def test_build_peer_fails_without_go(monkeypatch):
+    monkeypatch.setattr(gopeer.shutil, "which", lambda name: None)
+    with pytest.raises(RuntimeError, match="Go toolchain"):
+        gopeer.build_peer(force=True)
+
+
+def test_go_bench(go_peer_bin):
+    b = gopeer.go_bench(5 * MB)
+    assert b.ok and b.mbps > 1 and b.cpu_seconds > 0
