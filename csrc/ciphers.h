@@ -1,0 +1,85 @@
+/* Internal to crypt.c and the cipher_*.c files: the block ciphers gkcp
+ * implements itself because pycryptodome lacks them (or, for salsa20, is
+ * slower than kcp-go and allocates per nonce).  Not a cffi header. */
+#ifndef GK_CIPHERS_H
+#define GK_CIPHERS_H
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Forward ("encrypt") direction over len bytes, a multiple of the block
+ * size: the only direction CFB needs.  Same shape as pycryptodome's
+ * CipherOperation so both kinds sit behind one call site. */
+typedef int (*gk_ecb_fn)(const void *state, const uint8_t *in, uint8_t *out, size_t len);
+
+static inline uint32_t gk_load32be(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+static inline void gk_store32be(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
+}
+static inline uint32_t gk_load32le(const uint8_t *p)
+{
+    return (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
+}
+static inline void gk_store32le(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
+}
+/* dst ^= src over n bytes, 8 at a time (memcpy keeps unaligned access
+ * defined; compilers turn it into plain or vector loads). */
+static inline void gk_xor(uint8_t *dst, const uint8_t *src, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t a, b;
+        memcpy(&a, dst + i, 8);
+        memcpy(&b, src + i, 8);
+        a ^= b;
+        memcpy(dst + i, &a, 8);
+    }
+    for (; i < n; i++)
+        dst[i] ^= src[i];
+}
+
+/* Multi-versioned hot loops: AVX2 where the CPU has it, SSE2 otherwise. */
+#if defined(__x86_64__) && defined(__ELF__) && (defined(__GNUC__) || defined(__clang__))
+#define GK_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define GK_CLONES
+#endif
+
+static inline uint32_t gk_rotl32(uint32_t v, unsigned n)
+{
+    return (v << n) | (v >> ((32 - n) & 31));
+}
+
+/* TEA and XTEA: 8-byte blocks, big-endian words (golang.org/x/crypto). */
+struct gk_tea { uint32_t k[4]; unsigned cycles; };
+void gk_tea_setkey(struct gk_tea *t, const uint8_t key[16], unsigned rounds);
+int gk_tea_ecb(const void *state, const uint8_t *in, uint8_t *out, size_t len);
+
+struct gk_xtea { uint32_t rk[64]; };
+void gk_xtea_setkey(struct gk_xtea *t, const uint8_t key[16]);
+int gk_xtea_ecb(const void *state, const uint8_t *in, uint8_t *out, size_t len);
+
+/* SM4 (GB/T 32907-2016): 16-byte blocks, 128-bit key. */
+struct gk_sm4 { uint32_t rk[32]; };
+void gk_sm4_setkey(struct gk_sm4 *s, const uint8_t key[16]);
+int gk_sm4_ecb(const void *state, const uint8_t *in, uint8_t *out, size_t len);
+
+/* Twofish: 16-byte blocks, 128/192/256-bit keys; key-dependent S-boxes
+ * folded with the MDS matrix into four 256-entry tables. */
+struct gk_twofish { uint32_t k[40]; uint32_t s[4][256]; };
+int gk_twofish_setkey(struct gk_twofish *t, const uint8_t *key, size_t keylen);
+int gk_twofish_ecb(const void *state, const uint8_t *in, uint8_t *out, size_t len);
+
+/* Salsa20/20 keystream XOR from block counter 0 (key 32 bytes, nonce 8). */
+void gk_salsa20_xor(const uint32_t key[8], const uint8_t nonce[8], uint8_t *data, size_t len);
+
+/* ChaCha20 block function (RFC 8439 s2.3): in[0..16) words 12..15. */
+void gk_chacha20_block(const uint32_t key[8], const uint32_t ctr_nonce[4], uint8_t out[64]);
+
+#endif
