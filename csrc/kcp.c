@@ -702,6 +702,9 @@ int gk_kcp_input(gk_kcp *k, const uint8_t *data, int size, int regular,
     uint32_t nbatch = 0, nsegs = 0, latest = 0;
     int got_ack = 0, slid = 0, rc = 0;
 
+    /* A bad segment ends the packet as in kcp-go: what came before it stays
+     * applied, but the packet is not counted, sampled for RTT, allowed to
+     * grow cwnd or flushed. */
     while (left >= OVERHEAD) {
         if (get32(p) != k->conv) {
             rc = -1;
@@ -763,6 +766,8 @@ int gk_kcp_input(gk_kcp *k, const uint8_t *data, int size, int regular,
     }
     if (nbatch)
         apply_fastacks(k, batch, nbatch);
+    if (rc)
+        return rc;
     gk_stats.InSegs += nsegs;
 
     /* the last ACK's ts is the freshest echo of our clock */
@@ -776,7 +781,7 @@ int gk_kcp_input(gk_kcp *k, const uint8_t *data, int size, int regular,
         gk_kcp_flush(k, 0, current);
     else if (ack_nodelay && k->nacks)
         gk_kcp_flush(k, 1, current);
-    return rc;
+    return 0;
 }
 
 /* ---- flush ---- */
