@@ -207,7 +207,8 @@ _FLAGS = {
     "writedelay": "writedelay", "ds": "ds", "ps": "ps", "crypt": "crypt",
     "key": "key", "passphrase": "pass", "sockbuf": "sockbuf",
     "linger": "linger", "idle": "idle", "seed": "seed",
-    "count": "count", "size": "size",
+    "count": "count", "size": "size", "tellwnd": "tellwnd",
+    "acceptdelay": "acceptdelay",
 }
 
 

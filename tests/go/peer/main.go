@@ -151,6 +151,8 @@ type config struct {
 	timeout, linger, idle          float64
 	seed                           int64
 	count, size                    int
+	tellwnd                        bool
+	acceptDelay                    float64
 }
 
 var modes = map[string][4]int{
@@ -176,6 +178,8 @@ func parseFlags(cmd string, args []string) *config {
 	if cmd == "listen" {
 		fs.StringVar(&c.role, "role", "sink", "sink|source|echo")
 		fs.IntVar(&c.sessions, "sessions", 1, "sessions to serve (concurrently) before exiting")
+		fs.Float64Var(&c.acceptDelay, "acceptdelay", 0, "seconds to wait after Accept before applying settings (reproduces WIRE.md 6)")
+		fs.BoolVar(&c.tellwnd, "tellwnd", true, "after applying windows to an accepted session, announce them with a WINS (avoids kcp-go's 7 s window stall, WIRE.md 6); false = plain kcp-go")
 	} else {
 		fs.StringVar(&c.role, "role", "send", "send|recv|echo|rtt")
 	}
@@ -350,6 +354,31 @@ func waitSent(s *kcp.UDPSession, d time.Duration) bool {
 	}
 }
 
+// tellWindow makes the session's next flush carry a WINS segment.
+//
+// An accepted session runs with kcp-go's 32/32 windows until the application
+// applies its own.  If 32 segments reached its receive queue before that, it
+// advertised window 0; enlarging rcv_wnd afterwards announces nothing, and a
+// sender with nothing in flight waits for its 7 s window probe.  Setting
+// IKCP_ASK_TELL (what kcp-go itself does when a full queue drains) sends the
+// new window on the next timer run.  kcp-go 5.6.1 has no public call for it.
+func tellWindow(s *kcp.UDPSession) {
+	v := reflect.ValueOf(s).Elem()
+	kf, mf := v.FieldByName("kcp"), v.FieldByName("mu")
+	if !kf.IsValid() || !mf.IsValid() {
+		return
+	}
+	k := *(**kcp.KCP)(unsafe.Pointer(kf.UnsafeAddr()))
+	pf := reflect.ValueOf(k).Elem().FieldByName("probe")
+	if !pf.IsValid() || pf.Kind() != reflect.Uint32 {
+		return
+	}
+	mu := (*sync.Mutex)(unsafe.Pointer(mf.UnsafeAddr()))
+	mu.Lock()
+	*(*uint32)(unsafe.Pointer(pf.UnsafeAddr())) |= kcp.IKCP_ASK_TELL
+	mu.Unlock()
+}
+
 // ---------------------------------------------------------------- I/O helpers
 
 // writeStream writes n bytes of the payload stream, hashing them.
@@ -443,7 +472,13 @@ func listen(c *config) {
 		if err != nil {
 			die(1, "accept: %v", err)
 		}
+		if c.acceptDelay > 0 {
+			time.Sleep(secs(c.acceptDelay))
+		}
 		c.apply(s, false)
+		if c.tellwnd {
+			tellWindow(s)
+		}
 		wg.Add(1)
 		go func(s *kcp.UDPSession) {
 			defer wg.Done()
