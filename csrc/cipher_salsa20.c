@@ -55,7 +55,7 @@ void gk_salsa20_xor(const uint32_t key[8], const uint8_t nonce[8], uint8_t *data
     for (uint64_t counter = 0; len > 0; counter += 8) {
         size_t n = len < sizeof ks ? len : sizeof ks;
         salsa20_8blocks(in, counter, ks);
-        gk_xor(data, ks, n);
+        gk_crypt_xor(data, ks, n);
         data += n;
         len -= n;
     }

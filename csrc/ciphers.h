@@ -28,21 +28,8 @@ static inline void gk_store32le(uint8_t *p, uint32_t v)
 {
     p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
 }
-/* dst ^= src over n bytes, 8 at a time (memcpy keeps unaligned access
- * defined; compilers turn it into plain or vector loads). */
-static inline void gk_xor(uint8_t *dst, const uint8_t *src, size_t n)
-{
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t a, b;
-        memcpy(&a, dst + i, 8);
-        memcpy(&b, src + i, 8);
-        a ^= b;
-        memcpy(dst + i, &a, 8);
-    }
-    for (; i < n; i++)
-        dst[i] ^= src[i];
-}
+/* dst ^= src over n bytes (long runs: pads, keystreams, CFB decryption). */
+void gk_crypt_xor(uint8_t *dst, const uint8_t *src, size_t n);
 
 /* Multi-versioned hot loops: AVX2 where the CPU has it, SSE2 otherwise. */
 #if defined(__x86_64__) && defined(__ELF__) && (defined(__GNUC__) || defined(__clang__))
@@ -64,6 +51,12 @@ int gk_tea_ecb(const void *state, const uint8_t *in, uint8_t *out, size_t len);
 struct gk_xtea { uint32_t rk[64]; };
 void gk_xtea_setkey(struct gk_xtea *t, const uint8_t key[16]);
 int gk_xtea_ecb(const void *state, const uint8_t *in, uint8_t *out, size_t len);
+
+/* Triple DES EDE, K1 K2 K3 = key bytes 0-7, 8-15, 16-23: 48 round keys,
+ * each as two words (see cipher_des.c). */
+struct gk_des3 { uint32_t k[48][2]; };
+void gk_des3_setkey(struct gk_des3 *t, const uint8_t key[24]);
+int gk_des3_ecb(const void *state, const uint8_t *in, uint8_t *out, size_t len);
 
 /* SM4 (GB/T 32907-2016): 16-byte blocks, 128-bit key. */
 struct gk_sm4 { uint32_t rk[32]; };

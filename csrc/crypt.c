@@ -38,6 +38,7 @@ struct gk_crypt {
         struct gk_tea tea;
         struct gk_xtea xtea;
         struct gk_sm4 sm4;
+        struct gk_des3 des3;
         struct gk_twofish twofish;
     } u;
 };
@@ -185,6 +186,39 @@ static inline void ecb(const gk_crypt *c, const uint8_t *in, uint8_t *out, size_
         c->own(&c->u, in, out, len);
 }
 
+/* 32 bytes at a time through a generic vector type (SSE2 pairs, or AVX2 /
+ * AVX-512 clones); memcpy keeps unaligned access defined and compiles to
+ * plain vector loads. */
+typedef uint8_t v32u8 __attribute__((vector_size(32)));
+GK_CLONES void gk_crypt_xor(uint8_t *dst, const uint8_t *src, size_t n)
+{
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        v32u8 a, b;
+        memcpy(&a, dst + i, 32);
+        memcpy(&b, src + i, 32);
+        a ^= b;
+        memcpy(dst + i, &a, 32);
+    }
+    for (; i < n; i++)
+        dst[i] ^= src[i];
+}
+
+/* One block or less (n <= 16), on CFB encryption's serial path. */
+static inline void xor_block(uint8_t *dst, const uint8_t *src, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t a, b;
+        memcpy(&a, dst + i, 8);
+        memcpy(&b, src + i, 8);
+        a ^= b;
+        memcpy(dst + i, &a, 8);
+    }
+    for (; i < n; i++)
+        dst[i] ^= src[i];
+}
+
 /* Encryption is serial by construction: each keystream block is the
  * encryption of the previous ciphertext block. */
 static void cfb_encrypt(const gk_crypt *c, uint8_t *p, size_t len)
@@ -194,10 +228,10 @@ static void cfb_encrypt(const gk_crypt *c, uint8_t *p, size_t len)
     memcpy(ks, c->ks0, bs);
     for (;;) {
         if (len <= bs) {
-            gk_xor(p, ks, len);
+            xor_block(p, ks, len);
             return;
         }
-        gk_xor(p, ks, bs);
+        xor_block(p, ks, bs);
         ecb(c, p, ks, bs);
         p += bs;
         len -= bs;
@@ -217,7 +251,7 @@ static void cfb_decrypt(const gk_crypt *c, uint8_t *p, size_t len)
     while (len > 0) {
         size_t blocks = len / bs;
         if (blocks == 0) {
-            gk_xor(p, ks, len);
+            xor_block(p, ks, len);
             return;
         }
         if (blocks > CFB_RUN)
@@ -227,7 +261,7 @@ static void cfb_decrypt(const gk_crypt *c, uint8_t *p, size_t len)
         size_t produce = more ? blocks : blocks - 1;
         if (produce)
             ecb(c, p, ks + bs, produce * bs);
-        gk_xor(p, ks, span);
+        gk_crypt_xor(p, ks, span);
         if (!more)
             return;
         memcpy(ks, ks + span, bs);
@@ -244,7 +278,7 @@ static void cipher_forward(const gk_crypt *c, uint8_t *pkt, size_t len)
     case GK_NONE:
         break;
     case GK_XOR:
-        gk_xor(pkt, c->u.pad, len < GK_MTU_LIMIT ? len : GK_MTU_LIMIT);
+        gk_crypt_xor(pkt, c->u.pad, len < GK_MTU_LIMIT ? len : GK_MTU_LIMIT);
         break;
     case GK_SALSA20:
         if (len > 8)
@@ -368,6 +402,16 @@ gk_crypt *gk_crypt_new_sm4(const uint8_t key[16])
         return NULL;
     gk_sm4_setkey(&c->u.sm4, key);
     c->own = gk_sm4_ecb;
+    return finish_cfb(c);
+}
+
+gk_crypt *gk_crypt_new_3des(const uint8_t key[24])
+{
+    gk_crypt *c = alloc_crypt(GK_CFB_OWN, 8);
+    if (!c)
+        return NULL;
+    gk_des3_setkey(&c->u.des3, key);
+    c->own = gk_des3_ecb;
     return finish_cfb(c);
 }
 

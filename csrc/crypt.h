@@ -43,13 +43,15 @@ gk_crypt *gk_crypt_new_none(void);
 gk_crypt *gk_crypt_new_xor(const uint8_t pad[GK_MTU_LIMIT]);
 gk_crypt *gk_crypt_new_salsa20(const uint8_t key[32]);
 /* block_base: a pycryptodome BlockBase * from one of its *_start_operation
- * functions (AES, Blowfish, CAST, DES3).  Borrowed, not owned: the caller
+ * functions (AES, Blowfish, CAST).  Borrowed, not owned: the caller
  * frees it with the matching *_stop_operation only after gk_crypt_free. */
 gk_crypt *gk_crypt_new_pycryptodome(void *block_base);
 /* kcp-go uses rounds = 16; 64 is standard TEA (for published vectors). */
 gk_crypt *gk_crypt_new_tea(const uint8_t key[16], unsigned rounds);
 gk_crypt *gk_crypt_new_xtea(const uint8_t key[16]);
 gk_crypt *gk_crypt_new_sm4(const uint8_t key[16]);
+/* 3DES EDE; K1 K2 K3 = bytes 0-7, 8-15, 16-23 (equal keys: single DES). */
+gk_crypt *gk_crypt_new_3des(const uint8_t key[24]);
 gk_crypt *gk_crypt_new_twofish(const uint8_t *key, size_t keylen);
 void gk_crypt_free(gk_crypt *c);
 

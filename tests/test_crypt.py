@@ -119,6 +119,12 @@ def test_xtea_published(key, pt, ct):
     assert ecb(lib.gk_crypt_new_xtea(bytes.fromhex(key)), pt) == ct
 
 
+def test_des_published():
+    # the classic FIPS 46 worked example; 3DES with K1 = K2 = K3 is DES
+    key = bytes.fromhex("133457799bbcdff1") * 3
+    assert ecb(lib.gk_crypt_new_3des(key), "0123456789abcdef") == "85e813540f0ab405"
+
+
 def test_sm4_published():
     # GB/T 32907-2016, example 1
     key = bytes.fromhex("0123456789abcdeffedcba9876543210")

@@ -1,5 +1,5 @@
 /* Standalone check of the crypto layer's own C (CRC, ChaCha20, TEA, XTEA,
- * SM4, Twofish, salsa20, CFB framing), meant to run under sanitizers:
+ * 3DES, SM4, Twofish, salsa20, CFB framing), meant to run under sanitizers:
  *   cc -std=c11 -Wall -Wextra -g -fsanitize=address,undefined -I../../csrc \
  *      crypt_selftest.c ../../csrc/crypt.c ../../csrc/cipher_*.c && ./a.out
  * pycryptodome-backed ciphers and kcp-go equality are tested in pytest. */
@@ -128,6 +128,8 @@ int main(void)
     kat("xtea zero", gk_crypt_new_xtea(key), "4142434445464748", "a0390589f8b8efa5");
     unhex("000102030405060708090a0b0c0d0e0f", key);
     kat("xtea seq", gk_crypt_new_xtea(key), "4142434445464748", "497df3d072612cb5");
+    unhex("133457799bbcdff1133457799bbcdff1133457799bbcdff1", key);
+    kat("des", gk_crypt_new_3des(key), "0123456789abcdef", "85e813540f0ab405");
     unhex("0123456789abcdeffedcba9876543210", key);
     kat("sm4", gk_crypt_new_sm4(key), "0123456789abcdeffedcba9876543210",
         "681edf34d206965e86b3e94f536e4246");
@@ -151,6 +153,7 @@ int main(void)
     roundtrip("tea", gk_crypt_new_tea(key, 16));
     roundtrip("xtea", gk_crypt_new_xtea(key));
     roundtrip("sm4", gk_crypt_new_sm4(key));
+    roundtrip("3des", gk_crypt_new_3des(key));
     roundtrip("twofish", gk_crypt_new_twofish(key, 32));
 
     printf("%s\n", failures ? "FAILED" : "ok");

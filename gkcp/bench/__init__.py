@@ -1,0 +1,9 @@
+"""Benchmarks: ``python -m gkcp.bench <command> [options]``.
+
+Each command is a module of this package with ``main(argv) -> int``.
+"""
+
+#: subcommand -> module name (relative to this package)
+COMMANDS = {
+    "crypto": "crypto",
+}
