@@ -208,7 +208,7 @@ _FLAGS = {
     "key": "key", "passphrase": "pass", "sockbuf": "sockbuf",
     "linger": "linger", "idle": "idle", "seed": "seed",
     "count": "count", "size": "size", "tellwnd": "tellwnd",
-    "acceptdelay": "acceptdelay",
+    "acceptdelay": "acceptdelay", "lockcrypt": "lockcrypt",
 }
 
 

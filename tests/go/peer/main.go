@@ -37,7 +37,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"reflect"
 	"sort"
@@ -153,6 +152,7 @@ type config struct {
 	count, size                    int
 	tellwnd                        bool
 	acceptDelay                    float64
+	lockCrypt                      bool
 }
 
 var modes = map[string][4]int{
@@ -203,6 +203,7 @@ func parseFlags(cmd string, args []string) *config {
 	fs.StringVar(&c.crypt, "crypt", "", "kcptun cipher name; empty = no BlockCrypt (no 20-byte header)")
 	fs.StringVar(&c.keyHex, "key", "", "key bytes in hex (cut per cipher like kcptun when longer)")
 	fs.StringVar(&c.pass, "pass", "", "passphrase, kcptun derivation (default kcptun's \"it's a secrect\")")
+	fs.BoolVar(&c.lockCrypt, "lockcrypt", false, "serialise Encrypt/Decrypt (kcp-go shares one BlockCrypt between goroutines; tjfoc sm4 is not safe for that)")
 	fs.IntVar(&c.sockbuf, "sockbuf", 4<<20, "socket buffer bytes (0 = leave alone)")
 	fs.Float64Var(&c.timeout, "timeout", 60, "overall deadline in seconds")
 	fs.Float64Var(&c.linger, "linger", 3, "seconds to wait for our last data to be acknowledged before Close")
@@ -240,7 +241,28 @@ func parseFlags(cmd string, args []string) *config {
 	return c
 }
 
+// lockedCrypt serialises a BlockCrypt.  kcp-go 5.6.1 uses one BlockCrypt
+// from several goroutines at once (a listener's read loop decrypts while its
+// sessions encrypt; a dialed session's read loop decrypts while it sends).
+// tjfoc/gmsm's SM4 keeps scratch buffers in the cipher object, so with "sm4"
+// that race corrupts packets now and then (they fail the CRC: InCsumErrors).
+type lockedCrypt struct {
+	mu sync.Mutex
+	b  kcp.BlockCrypt
+}
+
+func (l *lockedCrypt) Encrypt(dst, src []byte) { l.mu.Lock(); l.b.Encrypt(dst, src); l.mu.Unlock() }
+func (l *lockedCrypt) Decrypt(dst, src []byte) { l.mu.Lock(); l.b.Decrypt(dst, src); l.mu.Unlock() }
+
 func (c *config) blockCrypt() (kcp.BlockCrypt, error) {
+	b, err := c.newBlockCrypt()
+	if err != nil || b == nil || !c.lockCrypt {
+		return b, err
+	}
+	return &lockedCrypt{b: b}, nil
+}
+
+func (c *config) newBlockCrypt() (kcp.BlockCrypt, error) {
 	if c.crypt == "" {
 		if c.keyHex != "" || c.pass != "" {
 			return nil, errors.New("-key/-pass given without -crypt")
@@ -521,10 +543,12 @@ func serve(c *config, s *kcp.UDPSession) {
 	case "echo":
 		buf := make([]byte, chunkSize)
 		var n int64
+		lastRead := time.Now()
 		for c.nbytes == 0 || n < c.nbytes {
 			c.setIdle(s)
 			m, err := s.Read(buf)
 			if m > 0 {
+				lastRead = time.Now()
 				atomic.AddInt64(&bytesIn, int64(m))
 				if werr := writeAll(s, buf[:m]); werr != nil {
 					die(1, "echo: write: %v", werr)
@@ -532,8 +556,9 @@ func serve(c *config, s *kcp.UDPSession) {
 				n += int64(m)
 			}
 			if err != nil {
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() && c.idle > 0 {
+				// kcp-go's deadline error is a plain "timeout" error, not a
+				// net.Error: recognise the idle limit by the clock.
+				if c.idle > 0 && time.Since(lastRead) >= secs(c.idle) {
 					break
 				}
 				die(1, "echo: read after %d bytes: %v", n, err)
