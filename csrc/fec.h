@@ -8,7 +8,8 @@
 typedef struct gk_fec_encoder gk_fec_encoder;
 typedef struct gk_fec_decoder gk_fec_decoder;
 
-/* 1 if (ds, ps) is a shape FEC can run with: ds >= 1, ps >= 1, ds + ps <= 255. */
+/* 1 if (ds, ps) is a shape FEC can run with: ds >= 1, ps >= 1, ds + ps <= 256
+ * (kcp-go runs FEC exactly when reedsolomon.New(ds, ps) succeeds with ps > 0). */
 int gk_fec_shape_ok(int ds, int ps);
 
 /* NULL if the shape is not ok or on allocation failure. */
@@ -22,6 +23,16 @@ void gk_fec_encoder_free(gk_fec_encoder *enc);
  * next call; otherwise returns 0. */
 int gk_fec_encode(gk_fec_encoder *enc, uint8_t *pkt, int len,
                   uint8_t *const **parity, int *parity_len);
+/* Each parity packet has GK_CRYPT_HEADER writable encoder-owned bytes in
+ * front of it, so it can be sealed in place: write the crypto header at
+ * parity[k] - GK_CRYPT_HEADER and encrypt parity_len + GK_CRYPT_HEADER bytes
+ * from there.  Returns -1 (nothing written) for a len out of range. */
+/* Tests: start the seqid counter elsewhere (e.g. just below the wrap). */
+void gk_fec_encoder_set_next(gk_fec_encoder *enc, uint32_t next);
+
+/* One group never rebuilds more than min(ds, ps) <= 128 data shards: an out
+ * array this long always suffices. */
+#define GK_FEC_MAX_RECOVERED 128
 
 /* Recovered KCP payloads (the bytes after a rebuilt shard's size field). */
 typedef struct gk_fec_recovered {
@@ -41,5 +52,10 @@ void gk_fec_decoder_free(gk_fec_decoder *dec);
  * FECShapeErrs. */
 int gk_fec_decode(gk_fec_decoder *dec, const uint8_t *pkt, int len, uint32_t now,
                   gk_fec_recovered *out, int max_out);
+/* The shape the decoder groups by ((0,0) if none yet) through ds/ps; returns
+ * 1 if it is confirmed (reconstruction allowed), else 0. */
+int gk_fec_decoder_shape(const gk_fec_decoder *dec, int *ds, int *ps);
+/* Packets waiting in the decoder's queue. */
+int gk_fec_decoder_queued(const gk_fec_decoder *dec);
 
 #endif
