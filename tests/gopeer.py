@@ -13,6 +13,23 @@ its line protocol and reproduces its payload stream in pure Python.
         srv.result            # {'kind': 'SINK', 'n': N, 'hex': ..., 'seconds': ...}
         srv.snmp, srv.cpu     # kcp.DefaultSnmp as a dict, (user, sys) seconds
 
+What the other side of each role must do (N = nbytes, digest = SHA-256):
+
+    listen sink    you write N bytes, then read the 32-byte digest of them
+    listen source  you write 1 byte (KCP has no handshake), read N bytes,
+                   then write their 32-byte digest
+    listen echo    you write bytes and read them back (N in total; with
+                   nbytes=0 and idle=S the session ends after S s of silence)
+    dial send      you (listening) read N bytes, then write their digest
+    dial recv      you read 1 byte, write N bytes, then read the digest
+    dial echo/rtt  you echo everything back
+
+A Go side that wrote last keeps its session open until that data is
+acknowledged or `linger` seconds (default 3) pass, so a listener may exit up
+to `linger` seconds after printing its result if the other side never
+acknowledges its final write.  Accepted sessions get the settings right
+after Accept and then announce their window (tellwnd, see main.go).
+
 Nothing here imports gevent and nothing blocks in a way gevent cannot see:
 the peer's output goes to unnamed temporary files that are polled with
 time.sleep, so the helpers work the same with or without monkey-patching.

@@ -677,10 +677,12 @@ func pct(sorted []float64, p float64) float64 {
 
 func usage() {
 	fmt.Fprintln(os.Stderr, `usage:
-  peer listen -addr 127.0.0.1:0 -role sink|source|echo -bytes N -sessions K [common flags]
+  peer listen -addr 127.0.0.1:0 -role sink|source|echo -bytes N -sessions K
+              [-tellwnd=true -acceptdelay S] [common flags]
   peer dial -addr host:port -role send|recv|echo|rtt -bytes N [-count M -size B] [common flags]
 common flags: -mode -nodelay -interval -resend -nc -sndwnd -rcvwnd -mtu -stream
-  -acknodelay -writedelay -ds -ps -crypt -key -pass -sockbuf -timeout -linger -idle -seed
+  -acknodelay -writedelay -ds -ps -crypt -key -pass -lockcrypt -sockbuf -timeout
+  -linger -idle -seed
 ("peer listen -h" lists them with defaults)`)
 }
 
@@ -695,8 +697,9 @@ func main() {
 		die(2, "usage: unknown subcommand %q", cmd)
 	}
 	c := parseFlags(cmd, os.Args[2:])
+	var timer *time.Timer
 	if c.timeout > 0 {
-		time.AfterFunc(secs(c.timeout), func() {
+		timer = time.AfterFunc(secs(c.timeout), func() {
 			emit("TIMEOUT")
 			emit("STAT bytes_in=%d bytes_out=%d sessions_done=%d",
 				atomic.LoadInt64(&bytesIn), atomic.LoadInt64(&bytesOut), atomic.LoadInt64(&sessionsDone))
@@ -709,6 +712,9 @@ func main() {
 		listen(c)
 	} else {
 		dial(c)
+	}
+	if timer != nil && !timer.Stop() {
+		select {} // the deadline fired first: its handler reports and exits
 	}
 	cpuLine()
 	snmpLine()
