@@ -72,7 +72,8 @@ int gk_twofish_ecb(const void *state, const uint8_t *in, uint8_t *out, size_t le
 /* Salsa20/20 keystream XOR from block counter 0 (key 32 bytes, nonce 8). */
 void gk_salsa20_xor(const uint32_t key[8], const uint8_t nonce[8], uint8_t *data, size_t len);
 
-/* ChaCha20 block function (RFC 8439 s2.3): in[0..16) words 12..15. */
-void gk_chacha20_block(const uint32_t key[8], const uint32_t ctr_nonce[4], uint8_t out[64]);
+/* Eight ChaCha20 blocks (RFC 8439 s2.3) for block counters counter ..
+ * counter+7, the 64-bit counter in words 12-13, words 14-15 zero. */
+void gk_chacha20_8blocks(const uint32_t key[8], uint64_t counter, uint8_t out[512]);
 
 #endif

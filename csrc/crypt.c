@@ -81,12 +81,23 @@ static uint32_t crc_slice8(uint32_t r, const uint8_t *p, size_t n)
 
 #ifdef GK_X86_CLMUL
 /* Carry-less folding (Intel, "Fast CRC Computation for Generic Polynomials
- * Using PCLMULQDQ"), bit-reflected.  Fold constants for a distance of d
- * 128-bit lanes: low qword x^(128d+32) mod P, high qword x^(128d-32) mod P,
- * both bit-reflected and shifted left by one (derived and checked against
- * zlib in tests).  The register is XORed into the first 4 bytes, and the
- * last folded 16 bytes are finished as a message of their own by the table
- * code, which avoids a Barrett reduction. */
+ * Using PCLMULQDQ"), bit-reflected.  Folding a 128-bit lane forward by D
+ * bits multiplies its low qword by x^(D+32) mod P and its high qword by
+ * x^(D-32) mod P, both bit-reflected and shifted left by one (derived, and
+ * checked against zlib in tests).  The register is XORed into the first 4
+ * bytes, and the last folded 16 bytes are finished as a message of their
+ * own by the table code, which avoids a Barrett reduction. */
+#define K128_LO 0x1751997d0LL /* D = 128 */
+#define K128_HI 0x0ccaa009eLL
+#define K256_LO 0x0f1da05aaLL
+#define K256_HI 0x15a546366LL
+#define K384_LO 0x03db1ecdcLL
+#define K384_HI 0x174359406LL
+#define K512_LO 0x154442bd4LL
+#define K512_HI 0x1c6e41596LL
+#define K2048_LO 0x11542778aLL
+#define K2048_HI 0x1322d1430LL
+
 __attribute__((target("pclmul,sse2")))
 static inline __m128i fold(__m128i x, __m128i k, __m128i data)
 {
@@ -94,11 +105,24 @@ static inline __m128i fold(__m128i x, __m128i k, __m128i data)
                                        _mm_clmulepi64_si128(x, k, 0x11)), data);
 }
 
+/* Folds the remaining whole 16-byte blocks into x, then finishes. */
+__attribute__((target("pclmul,sse2")))
+static uint32_t crc_finish(__m128i x, const uint8_t *p, size_t n)
+{
+    const __m128i k1 = _mm_set_epi64x(K128_HI, K128_LO);
+    for (; n >= 16; p += 16, n -= 16)
+        x = fold(x, k1, _mm_loadu_si128((const __m128i *)p));
+    uint8_t tail[16];
+    _mm_storeu_si128((__m128i *)tail, x);
+    return crc_slice8(crc_slice8(0, tail, 16), p, n);
+}
+
+/* n >= 64: four 128-bit lanes, 64 bytes per step. */
 __attribute__((target("pclmul,sse2")))
 static uint32_t crc_clmul(uint32_t r, const uint8_t *p, size_t n)
 {
-    const __m128i k4 = _mm_set_epi64x(0x1c6e41596LL, 0x154442bd4LL);
-    const __m128i k1 = _mm_set_epi64x(0x0ccaa009eLL, 0x1751997d0LL);
+    const __m128i k4 = _mm_set_epi64x(K512_HI, K512_LO);
+    const __m128i k1 = _mm_set_epi64x(K128_HI, K128_LO);
     __m128i x0 = _mm_loadu_si128((const __m128i *)p);
     __m128i x1 = _mm_loadu_si128((const __m128i *)(p + 16));
     __m128i x2 = _mm_loadu_si128((const __m128i *)(p + 32));
@@ -110,18 +134,52 @@ static uint32_t crc_clmul(uint32_t r, const uint8_t *p, size_t n)
         x2 = fold(x2, k4, _mm_loadu_si128((const __m128i *)(p + 32)));
         x3 = fold(x3, k4, _mm_loadu_si128((const __m128i *)(p + 48)));
     }
-    __m128i x = fold(fold(fold(x0, k1, x1), k1, x2), k1, x3);
-    for (; n >= 16; p += 16, n -= 16)
-        x = fold(x, k1, _mm_loadu_si128((const __m128i *)p));
-    uint8_t tail[16];
-    _mm_storeu_si128((__m128i *)tail, x);
-    return crc_slice8(crc_slice8(0, tail, 16), p, n);
+    return crc_finish(fold(fold(fold(x0, k1, x1), k1, x2), k1, x3), p, n);
+}
+
+/* n >= 256: the same with 512-bit registers (VPCLMULQDQ), four of them,
+ * 256 bytes per step; about twice the 128-bit version on packet sizes. */
+__attribute__((target("avx512f,vpclmulqdq,pclmul,sse2")))
+static inline __m512i fold512(__m512i x, __m512i k, __m512i data)
+{
+    return _mm512_ternarylogic_epi64(_mm512_clmulepi64_epi128(x, k, 0x00),
+                                     _mm512_clmulepi64_epi128(x, k, 0x11), data, 0x96);
+}
+
+__attribute__((target("avx512f,vpclmulqdq,pclmul,sse2")))
+static uint32_t crc_vpclmul(uint32_t r, const uint8_t *p, size_t n)
+{
+    const __m512i k16 = _mm512_set_epi64(K2048_HI, K2048_LO, K2048_HI, K2048_LO,
+                                         K2048_HI, K2048_LO, K2048_HI, K2048_LO);
+    const __m512i k4 = _mm512_set_epi64(K512_HI, K512_LO, K512_HI, K512_LO,
+                                        K512_HI, K512_LO, K512_HI, K512_LO);
+    __m512i z0 = _mm512_loadu_si512(p), z1 = _mm512_loadu_si512(p + 64);
+    __m512i z2 = _mm512_loadu_si512(p + 128), z3 = _mm512_loadu_si512(p + 192);
+    z0 = _mm512_xor_si512(z0, _mm512_inserti32x4(_mm512_setzero_si512(),
+                                                 _mm_cvtsi32_si128((int)r), 0));
+    for (p += 256, n -= 256; n >= 256; p += 256, n -= 256) {
+        z0 = fold512(z0, k16, _mm512_loadu_si512(p));
+        z1 = fold512(z1, k16, _mm512_loadu_si512(p + 64));
+        z2 = fold512(z2, k16, _mm512_loadu_si512(p + 128));
+        z3 = fold512(z3, k16, _mm512_loadu_si512(p + 192));
+    }
+    __m512i z = fold512(fold512(fold512(z0, k4, z1), k4, z2), k4, z3);
+    for (; n >= 64; p += 64, n -= 64)
+        z = fold512(z, k4, _mm512_loadu_si512(p));
+    /* The four lanes sit 48, 32, 16 and 0 bytes before the end of z. */
+    __m128i x = _mm512_extracti32x4_epi32(z, 3);
+    x = fold(_mm512_extracti32x4_epi32(z, 2), _mm_set_epi64x(K128_HI, K128_LO), x);
+    x = fold(_mm512_extracti32x4_epi32(z, 1), _mm_set_epi64x(K256_HI, K256_LO), x);
+    x = fold(_mm512_extracti32x4_epi32(z, 0), _mm_set_epi64x(K384_HI, K384_LO), x);
+    return crc_finish(x, p, n);
 }
 #endif
 
 uint32_t gk_crc32(const uint8_t *data, size_t len)
 {
 #ifdef GK_X86_CLMUL
+    if (len >= 256 && __builtin_cpu_supports("vpclmulqdq") && __builtin_cpu_supports("avx512f"))
+        return ~crc_vpclmul(0xFFFFFFFFu, data, len);
     if (len >= 64 && __builtin_cpu_supports("pclmul"))
         return ~crc_clmul(0xFFFFFFFFu, data, len);
 #endif
@@ -129,30 +187,6 @@ uint32_t gk_crc32(const uint8_t *data, size_t len)
 }
 
 /* ---- nonce generator (ChaCha20) ---------------------------------------- */
-
-#define QR(a, b, c, d)                          \
-    a += b; d = gk_rotl32(d ^ a, 16);           \
-    c += d; b = gk_rotl32(b ^ c, 12);           \
-    a += b; d = gk_rotl32(d ^ a, 8);            \
-    c += d; b = gk_rotl32(b ^ c, 7)
-
-void gk_chacha20_block(const uint32_t key[8], const uint32_t ctr_nonce[4], uint8_t out[64])
-{
-    uint32_t in[16] = {0x61707865, 0x3320646e, 0x79622d32, 0x6b206574};
-    memcpy(in + 4, key, 32);
-    memcpy(in + 12, ctr_nonce, 16);
-    uint32_t x[16];
-    memcpy(x, in, sizeof x);
-    for (int i = 0; i < 10; i++) {
-        QR(x[0], x[4], x[8], x[12]); QR(x[1], x[5], x[9], x[13]);
-        QR(x[2], x[6], x[10], x[14]); QR(x[3], x[7], x[11], x[15]);
-        QR(x[0], x[5], x[10], x[15]); QR(x[1], x[6], x[11], x[12]);
-        QR(x[2], x[7], x[8], x[13]); QR(x[3], x[4], x[9], x[14]);
-    }
-    for (int i = 0; i < 16; i++)
-        gk_store32le(out + 4 * i, x[i] + in[i]);
-}
-#undef QR
 
 void gk_nonce_init(gk_nonce *ng, const uint8_t seed[32])
 {
@@ -165,9 +199,8 @@ void gk_nonce_init(gk_nonce *ng, const uint8_t seed[32])
 void gk_nonce_next(gk_nonce *ng, uint8_t out[GK_NONCE_SIZE])
 {
     if (ng->used >= sizeof ng->pool) {
-        uint32_t cn[4] = {(uint32_t)ng->counter, (uint32_t)(ng->counter >> 32), 0, 0};
-        gk_chacha20_block(ng->key, cn, ng->pool);
-        ng->counter++;
+        gk_chacha20_8blocks(ng->key, ng->counter, ng->pool);
+        ng->counter += 8;
         ng->used = 0;
     }
     memcpy(out, ng->pool + ng->used, GK_NONCE_SIZE);

@@ -14,13 +14,13 @@ typedef struct gk_crypt gk_crypt;
 /* Per-session nonce generator: ChaCha20 (RFC 8439 block function, 64-bit
  * block counter in words 12-13, words 14-15 zero) keyed by 32 bytes of OS
  * randomness passed in by the caller; each nonce is the next 16 keystream
- * bytes.  A session would need about 2^64 packets before a repeat became
+ * bytes, made 8 blocks (32 nonces) at a time.  A session would need about 2^64 packets before a repeat became
  * likely (a keystream is not a permutation, so repeats are improbable rather
  * than impossible: kcp-go's AES iteration has the same property). */
 typedef struct gk_nonce {
     uint32_t key[8];
     uint64_t counter;
-    uint8_t  pool[64];
+    uint8_t  pool[512];
     unsigned used;
 } gk_nonce;
 void gk_nonce_init(gk_nonce *ng, const uint8_t seed[32]);
