@@ -19,6 +19,8 @@ seeded from `seed`, so a given traffic sequence gets the same faults:
   reorder  hold it back and send it after the next datagram of that
            direction (or after 10 ms without traffic)
 Order of decisions per datagram: drop, corrupt, dup, reorder.
+`relay.blackout(True)` drops everything in both directions (counted as
+dropped, no random numbers drawn) until `relay.blackout(False)`.
 
 The relay runs in a child process (this file run as a script), so it neither
 competes for the GIL with the code under test nor cares whether gevent has
@@ -39,7 +41,7 @@ from typing import Dict, Optional, Tuple, Union
 
 # Shared-memory layout: an array of unsigned 64-bit counters.
 _MAGIC = 0x6B637052656C6179  # "kcpRelay"
-_F_MAGIC, _F_READY, _F_STOP, _F_CPORT, _F_SPORT, _F_ERR, _F_CHOST, _F_CLIPORT = range(8)
+_F_MAGIC, _F_READY, _F_STOP, _F_CPORT, _F_SPORT, _F_BLACKOUT, _F_SPARE, _F_CLIPORT = range(8)
 _FIELDS = ("in", "out", "dropped", "corrupted", "duplicated", "reordered",
            "bytes_in", "bytes_out", "stray", "send_errors")
 _NF = len(_FIELDS)
@@ -78,7 +80,7 @@ class LossyRelay:
         self.max_seconds = float(max_seconds)
         self.sockbuf = int(sockbuf)
         self.proc: Optional[subprocess.Popen] = None
-        self._file = None
+        self._file = self._errf = None
         self._mm: Optional[mmap.mmap] = None
         self._final: Optional[Dict[str, Dict[str, int]]] = None
         self.address: Optional[Tuple[str, int]] = None
@@ -87,6 +89,7 @@ class LossyRelay:
     def start(self, timeout: float = 10.0) -> "LossyRelay":
         self._file = tempfile.TemporaryFile()
         self._file.truncate(_SIZE)
+        self._errf = tempfile.TemporaryFile()
         self._mm = mmap.mmap(self._file.fileno(), _SIZE)
         args = [sys.executable, os.path.abspath(__file__),
                 "--server", f"{self.server_addr[0]}:{self.server_addr[1]}",
@@ -100,7 +103,7 @@ class LossyRelay:
         self.proc = subprocess.Popen(args, pass_fds=(self._file.fileno(),),
                                      env={**os.environ, "LOSSY_RELAY_FD": str(self._file.fileno())},
                                      stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                     stdout=subprocess.DEVNULL, stderr=self._errf)
         end = time.monotonic() + timeout
         while self._get(_F_READY) == 0:
             if self.proc.poll() is not None or time.monotonic() > end:
@@ -108,7 +111,7 @@ class LossyRelay:
                 if self.proc.poll() is None:
                     self.proc.kill()
                     self.proc.wait(5)
-                err = self.proc.stderr.read() if self.proc.stderr else b""
+                err = os.pread(self._errf.fileno(), 1 << 16, 0)
                 raise RuntimeError("lossy relay did not start: "
                                    + err.decode(errors="replace")[-2000:])
             time.sleep(0.005)
@@ -134,16 +137,19 @@ class LossyRelay:
             if self.proc.poll() is None:
                 self.proc.kill()
                 self.proc.wait(5)
-            if self.proc.stderr:
-                self.proc.stderr.close()
         self._final = self.stats()
         if self._mm is not None:
             self._mm.close()
             self._mm = None
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        for f in (self._file, self._errf):
+            if f is not None:
+                f.close()
+        self._file = self._errf = None
         return self._final
+
+    def blackout(self, on: bool = True) -> None:
+        """Drop every datagram in both directions while on."""
+        self._set(_F_BLACKOUT, 1 if on else 0)
 
     # -- counters
     def _get(self, i: int) -> int:
@@ -273,6 +279,9 @@ def _child(argv) -> int:
                 continue
             ctr[base + I_IN] += 1
             ctr[base + I_BIN] += n
+            if ctr[_F_BLACKOUT]:
+                ctr[base + I_DROP] += 1
+                continue
             rng = d.rng
             if d.drop and rng.random() < d.drop:
                 ctr[base + I_DROP] += 1
