@@ -128,16 +128,20 @@ class PayloadStream:
     def __init__(self, seed: int = 1, offset: int = 0):
         self.seed = seed
         self.pos = offset
+        self._k = -1
+        self._buf = b""
 
     def read(self, n: int) -> bytes:
-        out = bytearray()
+        out = []
         while n > 0:
             k, off = divmod(self.pos, CHUNK)
-            piece = _chunk(self.seed, k)[off:off + n]
-            out += piece
+            if k != self._k:
+                self._k, self._buf = k, _chunk(self.seed, k)
+            piece = self._buf[off:off + n]
+            out.append(piece)
             n -= len(piece)
             self.pos += len(piece)
-        return bytes(out)
+        return out[0] if len(out) == 1 else b"".join(out)
 
     def chunks(self, n: int, size: int = CHUNK):
         """Yield the next n bytes in pieces of at most size bytes."""
