@@ -31,8 +31,9 @@ acknowledges its final write.  Accepted sessions get the settings right
 after Accept and then announce their window (tellwnd, see main.go).
 
 Nothing here imports gevent and nothing blocks in a way gevent cannot see:
-the peer's output goes to unnamed temporary files that are polled with
-time.sleep, so the helpers work the same with or without monkey-patching.
+the peer's output goes to unnamed temporary files that are polled, sleeping
+with gevent.sleep once gevent has been imported (time.sleep otherwise), so
+waiting for a Go peer lets the process's greenlets run, patched or not.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -54,6 +56,16 @@ KCP_GO_SRC = Path(GOPATH) / "src" / "github.com" / "xtaci" / "kcp-go"
 
 CHUNK = 65536  # payload chunk size, as in the peer
 _POLL = 0.005  # seconds between looks at the peer's output
+
+
+def _sleep(seconds: float) -> None:
+    """time.sleep, or gevent.sleep once gevent is loaded, so that waiting here
+    lets greenlets of the process (e.g. gkcp sessions) run."""
+    gevent = sys.modules.get("gevent")
+    if gevent is not None:
+        gevent.sleep(seconds)
+    else:
+        time.sleep(seconds)
 
 
 # --------------------------------------------------------------------- build
@@ -384,7 +396,7 @@ class GoPeer:
             if time.monotonic() > end:
                 self.kill()
                 raise PeerTimeout("no READY from peer\n" + self._describe())
-            time.sleep(_POLL)
+            _sleep(_POLL)
 
     @property
     def address(self) -> Tuple[str, int]:
@@ -408,7 +420,7 @@ class GoPeer:
             if time.monotonic() > end:
                 self.kill()
                 raise PeerTimeout("peer did not finish in time\n" + self._describe())
-            time.sleep(_POLL)
+            _sleep(_POLL)
         self.returncode = self.proc.returncode
         self._read()
         if check:

@@ -52,6 +52,16 @@ _SIZE = _SLOTS * 8
 Prob = Union[float, Tuple[float, float]]
 
 
+def _sleep(seconds: float) -> None:
+    """time.sleep, or gevent.sleep once gevent is loaded, so that waiting here
+    lets greenlets of the process (e.g. gkcp sessions) run."""
+    gevent = sys.modules.get("gevent")
+    if gevent is not None:
+        gevent.sleep(seconds)
+    else:
+        time.sleep(seconds)
+
+
 def _pair(p: Prob) -> Tuple[float, float]:
     if isinstance(p, (tuple, list)):
         a, b = p
@@ -114,7 +124,7 @@ class LossyRelay:
                 err = os.pread(self._errf.fileno(), 1 << 16, 0)
                 raise RuntimeError("lossy relay did not start: "
                                    + err.decode(errors="replace")[-2000:])
-            time.sleep(0.005)
+            _sleep(0.005)
         self.address = ("127.0.0.1", self._get(_F_CPORT))
         return self
 
@@ -133,7 +143,7 @@ class LossyRelay:
             self._set(_F_STOP, 1)
             end = time.monotonic() + timeout
             while self.proc.poll() is None and time.monotonic() < end:
-                time.sleep(0.005)
+                _sleep(0.005)
             if self.proc.poll() is None:
                 self.proc.kill()
                 self.proc.wait(5)
