@@ -271,6 +271,38 @@ static void cfb_encrypt(const gk_crypt *c, uint8_t *p, size_t len)
     }
 }
 
+/* CFB encryption of up to CFB_LANES packets side by side: their chains are
+ * independent, so each step hands the cipher one block from every packet
+ * still going in one call (AES-NI then runs them in parallel).  Same bytes
+ * as cfb_encrypt on each packet. */
+#define CFB_LANES 8
+static void cfb_encrypt_lanes(const gk_crypt *c, uint8_t *const *pkts, const size_t *lens, size_t m)
+{
+    const size_t bs = c->bs;
+    uint8_t ks[CFB_LANES][16], in[CFB_LANES * 16], out[CFB_LANES * 16];
+    size_t lane[CFB_LANES];
+    for (size_t i = 0; i < m; i++)
+        memcpy(ks[i], c->ks0, bs);
+    for (size_t off = 0;; off += bs) {
+        size_t k = 0;
+        for (size_t i = 0; i < m; i++) {
+            if (lens[i] <= off)
+                continue;
+            size_t rest = lens[i] - off;
+            xor_block(pkts[i] + off, ks[i], rest < bs ? rest : bs);
+            if (rest > bs) {
+                memcpy(in + k * bs, pkts[i] + off, bs);
+                lane[k++] = i;
+            }
+        }
+        if (k == 0)
+            return;
+        ecb(c, in, out, k * bs);
+        for (size_t j = 0; j < k; j++)
+            memcpy(ks[lane[j]], out + j * bs, bs);
+    }
+}
+
 /* Decryption's keystream is E(previous ciphertext block), all known up
  * front, so a whole run of blocks goes to the cipher in one call (AES-NI
  * pipelines 8 at a time), then one XOR pass.  Runs of CFB_RUN blocks bound
@@ -332,10 +364,15 @@ static void cipher_backward(const gk_crypt *c, uint8_t *pkt, size_t len)
         cipher_forward(c, pkt, len);
 }
 
-void gk_crypt_seal(const gk_crypt *c, const uint8_t nonce[GK_NONCE_SIZE], uint8_t *pkt, size_t len)
+static void frame(const uint8_t nonce[GK_NONCE_SIZE], uint8_t *pkt, size_t len)
 {
     memcpy(pkt, nonce, GK_NONCE_SIZE);
     gk_store32le(pkt + GK_NONCE_SIZE, gk_crc32(pkt + GK_CRYPT_HEADER, len - GK_CRYPT_HEADER));
+}
+
+void gk_crypt_seal(const gk_crypt *c, const uint8_t nonce[GK_NONCE_SIZE], uint8_t *pkt, size_t len)
+{
+    frame(nonce, pkt, len);
     cipher_forward(c, pkt, len);
 }
 
@@ -344,6 +381,23 @@ void gk_crypt_encrypt(const gk_crypt *c, gk_nonce *ng, uint8_t *pkt, size_t len)
     uint8_t nonce[GK_NONCE_SIZE];
     gk_nonce_next(ng, nonce);
     gk_crypt_seal(c, nonce, pkt, len);
+}
+
+void gk_crypt_encrypt_many(const gk_crypt *c, gk_nonce *ng, uint8_t *const *pkts,
+                           const size_t *lens, size_t n)
+{
+    if (c->kind != GK_CFB_PYC && c->kind != GK_CFB_OWN) {
+        for (size_t i = 0; i < n; i++)
+            gk_crypt_encrypt(c, ng, pkts[i], lens[i]);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint8_t nonce[GK_NONCE_SIZE];
+        gk_nonce_next(ng, nonce);
+        frame(nonce, pkts[i], lens[i]);
+    }
+    for (size_t base = 0; base < n; base += CFB_LANES)
+        cfb_encrypt_lanes(c, pkts + base, lens + base, n - base < CFB_LANES ? n - base : CFB_LANES);
 }
 
 int gk_crypt_decrypt(const gk_crypt *c, uint8_t *pkt, size_t len)
@@ -484,6 +538,17 @@ void gk_crypt_ecb(const gk_crypt *c, const uint8_t *in, uint8_t *out, size_t len
 void gk_crypt_bench(const gk_crypt *c, gk_nonce *ng, uint8_t *buf, size_t len,
                     uint64_t iterations, int mode)
 {
+    if (mode == GK_BENCH_SEAL_MANY) {
+        uint8_t *pkts[GK_BENCH_MANY];
+        size_t lens[GK_BENCH_MANY];
+        for (int i = 0; i < GK_BENCH_MANY; i++) {
+            pkts[i] = buf + i * len;
+            lens[i] = len;
+        }
+        for (uint64_t i = 0; i < iterations; i++)
+            gk_crypt_encrypt_many(c, ng, pkts, lens, GK_BENCH_MANY);
+        return;
+    }
     for (uint64_t i = 0; i < iterations; i++) {
         switch (mode) {
         case GK_BENCH_SEAL: gk_crypt_encrypt(c, ng, buf, len); break;

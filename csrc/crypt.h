@@ -32,6 +32,12 @@ uint32_t gk_crc32(const uint8_t *data, size_t len);
 /* pkt has GK_CRYPT_HEADER bytes of room at the front; len counts them.
  * Fills the nonce and CRC, then encrypts pkt[0..len) in place. */
 void gk_crypt_encrypt(const gk_crypt *c, gk_nonce *ng, uint8_t *pkt, size_t len);
+/* gk_crypt_encrypt on n packets (each its own nonce, in order), with the
+ * CFB chains of up to 8 packets interleaved so the block cipher gets 8
+ * independent blocks per call: several times faster for AES.  Same bytes
+ * as n gk_crypt_encrypt calls with the same generator. */
+void gk_crypt_encrypt_many(const gk_crypt *c, gk_nonce *ng, uint8_t *const *pkts,
+                           const size_t *lens, size_t n);
 /* Decrypts pkt[0..len) in place and checks the CRC.  Returns 0 if the packet
  * is good, -1 if shorter than the header, -2 on CRC mismatch. */
 int gk_crypt_decrypt(const gk_crypt *c, uint8_t *pkt, size_t len);
@@ -67,11 +73,15 @@ void gk_crypt_ecb(const gk_crypt *c, const uint8_t *in, uint8_t *out, size_t len
 
 /* Benchmark loop, timed by the caller: runs one operation `iterations` times
  * over buf[0..len) in place.  mode 0: gk_crypt_encrypt; 1: gk_crypt_decrypt;
- * 2: cipher only (no nonce, no CRC) forward; 3: cipher only backward. */
+ * 2: cipher only (no nonce, no CRC) forward; 3: cipher only backward;
+ * 4: gk_crypt_encrypt_many over GK_BENCH_MANY packets of len bytes laid
+ * end to end in buf (which must hold GK_BENCH_MANY * len bytes). */
 #define GK_BENCH_SEAL 0
 #define GK_BENCH_OPEN 1
 #define GK_BENCH_ENCRYPT 2
 #define GK_BENCH_DECRYPT 3
+#define GK_BENCH_SEAL_MANY 4
+#define GK_BENCH_MANY 16
 void gk_crypt_bench(const gk_crypt *c, gk_nonce *ng, uint8_t *buf, size_t len,
                     uint64_t iterations, int mode);
 

@@ -282,6 +282,23 @@ def test_same_plaintext_encrypts_differently(name):
     assert a[20:] == b[20:] == packet[20:]
 
 
+@pytest.mark.parametrize("name", CIPHERS)
+def test_encrypt_many_equals_one_at_a_time(name):
+    crypt = new_crypt(name, KEY32[:KEY_SIZE[name]])
+    seed = os.urandom(32)
+    many, single = new_nonce_gen(seed), new_nonce_gen(seed)
+    for count in (0, 1, 3, 8, 9, 19):
+        lens = [20, 21, 23, 24, 25, 36, 1400, 1500, 100, 31, 32, 33, 64, 65, 200, 20, 999, 22, 40][:count]
+        plain = [os.urandom(n) for n in lens]
+        bufs = [bytearray(p) for p in plain]
+        keep = [ffi.from_buffer(b) for b in bufs]
+        lib.gk_crypt_encrypt_many(crypt.ptr, many, ffi.new("uint8_t *[]", keep), lens, count)
+        for p, b in zip(plain, bufs):
+            one = bytearray(p)
+            lib.gk_crypt_encrypt(crypt.ptr, single, ffi.from_buffer(one), len(one))
+            assert b == one
+
+
 def test_short_packets_are_refused():
     crypt = new_crypt("aes", KEY32)
     for n in range(20):
