@@ -121,6 +121,9 @@ class BlockCrypt:
         self.ptr = ptr
         self.block_size: int = lib.gk_crypt_block_size(ptr)
         self._finalizer = weakref.finalize(self, _release, ptr, pyc_release)
+        # Not at interpreter exit: a session flushing during shutdown may
+        # still use ptr, and the process's memory goes away anyway.
+        self._finalizer.atexit = False
 
     def close(self) -> None:
         """Free the C cipher now (idempotent)."""
