@@ -1,0 +1,169 @@
+#define _GNU_SOURCE
+#include "io.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+
+#include "snmp.h"
+
+int gk_batch_init(gk_batch *b, int cap)
+{
+    memset(b, 0, sizeof(*b));
+    b->cap = cap;
+    if (posix_memalign((void **)&b->bufs, GK_BUF_ALIGN, (size_t)cap * GK_SLOT_SIZE) != 0) {
+        b->bufs = NULL;
+        return -1;
+    }
+    b->lens = calloc((size_t)cap, sizeof(int));
+    b->addrs = calloc((size_t)cap, sizeof(struct sockaddr_storage));
+    b->addrlens = calloc((size_t)cap, sizeof(socklen_t));
+    b->msgs = calloc((size_t)cap, sizeof(struct mmsghdr));
+    b->iovs = calloc((size_t)cap, sizeof(struct iovec));
+    if (!b->lens || !b->addrs || !b->addrlens || !b->msgs || !b->iovs) {
+        gk_batch_free(b);
+        return -1;
+    }
+    return 0;
+}
+
+void gk_batch_free(gk_batch *b)
+{
+    free(b->bufs);
+    free(b->lens);
+    free(b->addrs);
+    free(b->addrlens);
+    free(b->msgs);
+    free(b->iovs);
+    memset(b, 0, sizeof(*b));
+}
+
+static void prepare(gk_batch *b, int i, size_t len)
+{
+    struct mmsghdr *m = (struct mmsghdr *)b->msgs + i;
+    struct iovec *v = (struct iovec *)b->iovs + i;
+    v->iov_base = gk_batch_slot(b, i);
+    v->iov_len = len;
+    memset(&m->msg_hdr, 0, sizeof(m->msg_hdr));
+    m->msg_hdr.msg_name = &b->addrs[i];
+    m->msg_hdr.msg_namelen = b->addrlens[i] ? b->addrlens[i] : sizeof(struct sockaddr_storage);
+    m->msg_hdr.msg_iov = v;
+    m->msg_hdr.msg_iovlen = 1;
+    m->msg_len = 0;
+}
+
+static void account_in(gk_batch *b, int i, unsigned flags, size_t got)
+{
+    if (flags & MSG_TRUNC) {
+        b->lens[i] = -1;
+        gk_stats.InTruncated++;
+    } else {
+        b->lens[i] = (int)got;
+        gk_stats.InBytes += got;
+    }
+    gk_stats.InPkts++;
+}
+
+static int recv_plain(int fd, gk_batch *b)
+{
+    int n = 0;
+    while (n < b->cap) {
+        b->addrlens[n] = sizeof(struct sockaddr_storage);
+        ssize_t got = recvfrom(fd, gk_batch_slot(b, n), GK_MTU_LIMIT, MSG_DONTWAIT | MSG_TRUNC,
+                               (struct sockaddr *)&b->addrs[n], &b->addrlens[n]);
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            if (n == 0)
+                return -errno;
+            break;
+        }
+        account_in(b, n, got > GK_MTU_LIMIT ? MSG_TRUNC : 0, (size_t)got);
+        n++;
+    }
+    b->n = n;
+    return n;
+}
+
+int gk_io_recv(int fd, gk_batch *b, int mmsg)
+{
+    if (!mmsg)
+        return recv_plain(fd, b);
+    for (int i = 0; i < b->cap; i++) {
+        b->addrlens[i] = 0;
+        prepare(b, i, GK_MTU_LIMIT);
+    }
+    int got;
+    do {
+        got = recvmmsg(fd, (struct mmsghdr *)b->msgs, (unsigned)b->cap, MSG_DONTWAIT, NULL);
+    } while (got < 0 && errno == EINTR);
+    if (got < 0) {
+        b->n = 0;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return 0;
+        if (errno == ENOSYS)
+            return recv_plain(fd, b);
+        return -errno;
+    }
+    for (int i = 0; i < got; i++) {
+        struct mmsghdr *m = (struct mmsghdr *)b->msgs + i;
+        b->addrlens[i] = m->msg_hdr.msg_namelen;
+        account_in(b, i, (unsigned)m->msg_hdr.msg_flags, m->msg_len);
+    }
+    b->n = got;
+    return got;
+}
+
+static void account_out(size_t bytes)
+{
+    gk_stats.OutPkts++;
+    gk_stats.OutBytes += bytes;
+}
+
+static void send_plain(int fd, gk_batch *b)
+{
+    for (int i = 0; i < b->n; i++) {
+        ssize_t put;
+        do {
+            put = sendto(fd, gk_batch_slot(b, i), (size_t)b->lens[i], MSG_DONTWAIT,
+                         (struct sockaddr *)&b->addrs[i], b->addrlens[i]);
+        } while (put < 0 && errno == EINTR);
+        if (put < 0)
+            gk_stats.OutErrs++;
+        else
+            account_out((size_t)put);
+    }
+}
+
+void gk_io_send(int fd, gk_batch *b, int mmsg)
+{
+    if (b->n == 0)
+        return;
+    if (!mmsg) {
+        send_plain(fd, b);
+        b->n = 0;
+        return;
+    }
+    for (int i = 0; i < b->n; i++)
+        prepare(b, i, (size_t)b->lens[i]);
+    int done = 0;
+    while (done < b->n) {
+        int put = sendmmsg(fd, (struct mmsghdr *)b->msgs + done, (unsigned)(b->n - done), MSG_DONTWAIT);
+        if (put < 0) {
+            if (errno == EINTR)
+                continue;
+            /* The datagram at `done` is the one refused: skip it and go on
+             * with the rest rather than dropping the whole batch. */
+            gk_stats.OutErrs++;
+            done++;
+            continue;
+        }
+        for (int i = done; i < done + put; i++)
+            account_out(((struct mmsghdr *)b->msgs)[i].msg_len);
+        done += put;
+    }
+    b->n = 0;
+}

@@ -1,0 +1,185 @@
+/* One packet through the layers, in kcp-go's order (WIRE.md s1):
+ *   out: KCP flush -> FEC header (+ parity) -> nonce + CRC + encryption -> batch
+ *   in:  decryption + CRC -> FEC (data to KCP at once, parity to the decoder)
+ *        -> session lookup -> KCP input
+ * Datagrams are queued in the socket's send batch; whoever called into the
+ * engine writes all dirty batches once, at the end of its call. */
+#include <string.h>
+
+#include "snmp.h"
+#include "sess_impl.h"
+
+static uint16_t le16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static uint32_t le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static void mark_dirty(gk_udp *u)
+{
+    if (!u->dirty) {
+        u->dirty = 1;
+        u->dirty_next = u->eng->dirty;
+        u->eng->dirty = u;
+    }
+}
+
+void gk_pipe_flush_dirty(gk_engine *eng)
+{
+    while (eng->dirty) {
+        gk_udp *u = eng->dirty;
+        eng->dirty = u->dirty_next;
+        u->dirty = 0;
+        u->dirty_next = NULL;
+        gk_io_send(u->fd, &u->tx, u->mmsg);
+    }
+}
+
+/* A send slot addressed to s's peer, writing the batch out first if full. */
+static uint8_t *tx_slot(gk_sess *s, int len)
+{
+    gk_udp *u = s->udp;
+    if (u->tx.n == u->tx.cap)
+        gk_io_send(u->fd, &u->tx, u->mmsg);
+    int i = u->tx.n++;
+    memcpy(&u->tx.addrs[i], &s->peer, s->peerlen);
+    u->tx.addrlens[i] = s->peerlen;
+    u->tx.lens[i] = len;
+    mark_dirty(u);
+    return gk_batch_slot(&u->tx, i);
+}
+
+static void seal(gk_sess *s, uint8_t *slot, int len)
+{
+    if (s->udp->crypt)
+        gk_crypt_encrypt(s->udp->crypt, &s->nonce, slot, (size_t)len);
+}
+
+void gk_pipe_output(uint8_t *buf, int len, void *user)
+{
+    gk_sess *s = user;
+    int crypt_room = s->udp->crypt ? GK_CRYPT_HEADER : 0;
+    uint8_t *const *parity = NULL;
+    int parity_len = 0, nparity = 0;
+
+    if (s->fec_enc)
+        nparity = gk_fec_encode(s->fec_enc, buf + crypt_room, len - crypt_room, &parity, &parity_len);
+
+    uint8_t *slot = tx_slot(s, len);
+    memcpy(slot, buf, (size_t)len);
+    seal(s, slot, len);
+
+    for (int i = 0; i < nparity; i++) {
+        slot = tx_slot(s, crypt_room + parity_len);
+        memcpy(slot + crypt_room, parity[i], (size_t)parity_len);
+        seal(s, slot, crypt_room + parity_len);
+    }
+}
+
+static void kcp_feed(gk_sess *s, const uint8_t *data, int len, int regular, uint32_t now)
+{
+    if (gk_kcp_input(s->kcp, data, len, regular, s->cfg.ack_nodelay, now) < 0)
+        gk_stats.KCPInErrors++;
+}
+
+static void deliver(gk_sess *s, const uint8_t *pkt, int len, int fec_type, uint32_t now)
+{
+    s->last_rx = now;
+    if (!fec_type) {
+        kcp_feed(s, pkt, len, 1, now);
+    } else {
+        if (fec_type == GK_FEC_TYPE_DATA)
+            kcp_feed(s, pkt + GK_FEC_HEADER, len - GK_FEC_HEADER, 1, now);
+        if (!s->fec_dec) {
+            s->fec_dec = gk_fec_decoder_new(s->cfg.data_shards, s->cfg.parity_shards);
+            if (!s->fec_dec)
+                return;
+        }
+        gk_fec_recovered rec[256];
+        int n = gk_fec_decode(s->fec_dec, pkt, len, now, rec, 256);
+        if (n < 0)
+            gk_stats.InErrs++;
+        for (int i = 0; i < n; i++)
+            kcp_feed(s, rec[i].data, rec[i].len, 0, now);
+    }
+    gk_sess_check_ready(s);
+}
+
+void gk_pipe_input(gk_udp *u, uint8_t *pkt, int len, const struct sockaddr_storage *from,
+                   socklen_t fromlen, uint32_t now)
+{
+    if (len < 0)
+        return; /* truncated: counted by io.c */
+    if (u->crypt) {
+        int rc = gk_crypt_decrypt(u->crypt, pkt, (size_t)len);
+        if (rc == -2) {
+            gk_stats.InCsumErrors++;
+            return;
+        }
+        if (rc != 0) {
+            gk_stats.InErrs++;
+            return;
+        }
+        pkt += GK_CRYPT_HEADER;
+        len -= GK_CRYPT_HEADER;
+    }
+    if (len < GK_KCP_OVERHEAD) {
+        gk_stats.InErrs++;
+        return;
+    }
+
+    /* kcp-go's test, independent of configuration: KCP's bytes 4..5 are cmd
+     * and frg, which never read as 0x00F1/0x00F2. */
+    uint16_t type = le16(pkt + 4);
+    int fec_type = (type == GK_FEC_TYPE_DATA || type == GK_FEC_TYPE_PARITY) ? type : 0;
+    const uint8_t *kcp = fec_type ? pkt + GK_FEC_HEADER : pkt;
+    int kcp_len = fec_type ? len - GK_FEC_HEADER : len;
+    int has_header = fec_type != GK_FEC_TYPE_PARITY && kcp_len >= GK_KCP_OVERHEAD;
+
+    gk_sess *s;
+    if (!u->listening && u->dialed) {
+        s = u->dialed;
+        if (s->peer_fixed) {
+            gk_addr_key key;
+            gk_addr_key_make(&key, from);
+            if (memcmp(&key, &s->key, sizeof(key)) != 0) {
+                gk_stats.InErrs++;
+                return;
+            }
+        } else {
+            /* kcp-go: the first source heard becomes the only one. */
+            memcpy(&s->peer, from, fromlen);
+            s->peerlen = fromlen;
+            gk_addr_key_make(&s->key, from);
+            s->peer_fixed = 1;
+        }
+    } else {
+        gk_addr_key key;
+        gk_addr_key_make(&key, from);
+        s = gk_udp_find(u, &key);
+        if (s && has_header && le32(kcp) != s->conv) {
+            /* A new conversation from a known address replaces the old one
+             * only if it starts at sn 0 (kcp-go); anything else is stale. */
+            if (le32(kcp + 12) != 0 || s->closing) {
+                gk_stats.InErrs++;
+                return;
+            }
+            gk_sess_end(s, GK_ST_REPLACED);
+            s = NULL;
+        }
+        if (!s) {
+            if (!has_header || !u->listening) {
+                gk_stats.InErrs++;
+                return;
+            }
+            if (u->unaccepted >= u->backlog) {
+                gk_stats.AcceptDrops++;
+                return;
+            }
+            s = gk_udp_accept_new(u, from, fromlen, le32(kcp), now);
+            if (!s)
+                return;
+        }
+    }
+    deliver(s, pkt, len, fec_type, now);
+}

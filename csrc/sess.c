@@ -1,0 +1,591 @@
+/* Engine, sockets and sessions: lifecycle, the listener's address table,
+ * events for Python, and the API behind gkcp's Session and Listener. */
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "snmp.h"
+#include "sess_impl.h"
+
+/* ---- events ------------------------------------------------------------ */
+
+/* Returns the new event's index, or -1 if memory ran out (the waiter then
+ * times out rather than the process dying). */
+static int push_event(gk_engine *eng, gk_event ev)
+{
+    if (eng->nevents == eng->events_cap) {
+        int cap = eng->events_cap ? eng->events_cap * 2 : 256;
+        gk_event *grown = realloc(eng->events, (size_t)cap * sizeof(*grown));
+        if (!grown)
+            return -1;
+        eng->events = grown;
+        eng->events_cap = cap;
+    }
+    eng->events[eng->nevents] = ev;
+    return eng->nevents++;
+}
+
+void gk_sess_post(gk_sess *s, uint32_t flags)
+{
+    if (s->event_index >= 0)
+        s->udp->eng->events[s->event_index].flags |= flags;
+    else
+        s->event_index = push_event(s->udp->eng, (gk_event){s->id, flags, s});
+}
+
+int gk_engine_take_events(gk_engine *eng, gk_event *out, int max)
+{
+    int n = eng->nevents < max ? eng->nevents : max;
+    for (int i = 0; i < n; i++) {
+        out[i] = eng->events[i];
+        if (out[i].sess)
+            out[i].sess->event_index = -1;
+    }
+    int rest = eng->nevents - n;
+    memmove(eng->events, eng->events + n, (size_t)rest * sizeof(gk_event));
+    for (int i = 0; i < rest; i++)
+        if (eng->events[i].sess)
+            eng->events[i].sess->event_index = i;
+    eng->nevents = rest;
+    return n;
+}
+
+static int window_open(const gk_sess *s)
+{
+    gk_kcp_info info;
+    gk_kcp_get_info(s->kcp, &info);
+    uint32_t limit = info.snd_wnd < info.rmt_wnd ? info.snd_wnd : info.rmt_wnd;
+    return (uint32_t)gk_kcp_waitsnd(s->kcp) < limit;
+}
+
+void gk_sess_check_ready(gk_sess *s)
+{
+    uint32_t flags = 0;
+    if (s->want_read && gk_kcp_peeksize(s->kcp) >= 0) {
+        s->want_read = 0;
+        flags |= GK_EV_READ;
+    }
+    if (s->want_write && window_open(s)) {
+        s->want_write = 0;
+        flags |= GK_EV_WRITE;
+    }
+    if (flags && !s->closing)
+        gk_sess_post(s, flags);
+}
+
+/* ---- address table --------------------------------------------------------- */
+
+void gk_addr_key_make(gk_addr_key *key, const struct sockaddr_storage *sa)
+{
+    memset(key, 0, sizeof(*key));
+    key->family = sa->ss_family;
+    if (sa->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        key->port = in->sin_port;
+        memcpy(key->ip, &in->sin_addr, 4);
+    } else if (sa->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        key->port = in6->sin6_port;
+        key->scope = in6->sin6_scope_id;
+        memcpy(key->ip, &in6->sin6_addr, 16);
+    }
+}
+
+static uint32_t key_hash(const gk_engine *eng, const gk_addr_key *key)
+{
+    uint64_t words[3];
+    memcpy(words, key, sizeof(words));
+    uint64_t h = eng->hash_k0;
+    for (int i = 0; i < 3; i++) {
+        h ^= words[i] + eng->hash_k1;
+        h *= 0x9E3779B97F4A7C15ull;
+        h ^= h >> 29;
+    }
+    h *= 0xBF58476D1CE4E5B9ull;
+    return (uint32_t)(h ^ (h >> 32));
+}
+
+gk_sess *gk_udp_find(gk_udp *u, const gk_addr_key *key)
+{
+    if (!u->buckets)
+        return NULL;
+    gk_sess *s = u->buckets[key_hash(u->eng, key) & (u->nbuckets - 1)];
+    while (s && memcmp(&s->key, key, sizeof(*key)) != 0)
+        s = s->hash_next;
+    return s;
+}
+
+static int table_grow(gk_udp *u)
+{
+    uint32_t n = u->nbuckets ? u->nbuckets * 2 : 64;
+    gk_sess **b = calloc(n, sizeof(*b));
+    if (!b)
+        return -1;
+    for (uint32_t i = 0; i < u->nbuckets; i++) {
+        gk_sess *s = u->buckets[i];
+        while (s) {
+            gk_sess *next = s->hash_next;
+            uint32_t j = key_hash(u->eng, &s->key) & (n - 1);
+            s->hash_next = b[j];
+            b[j] = s;
+            s = next;
+        }
+    }
+    free(u->buckets);
+    u->buckets = b;
+    u->nbuckets = n;
+    return 0;
+}
+
+static int table_insert(gk_udp *u, gk_sess *s)
+{
+    if ((uint32_t)u->nsess >= u->nbuckets && table_grow(u) < 0)
+        return -1;
+    uint32_t j = key_hash(u->eng, &s->key) & (u->nbuckets - 1);
+    s->hash_next = u->buckets[j];
+    u->buckets[j] = s;
+    return 0;
+}
+
+/* Idempotent: a session ended by a replacing conversation is already out. */
+static void table_remove(gk_udp *u, gk_sess *s)
+{
+    if (!u->buckets)
+        return;
+    gk_sess **p = &u->buckets[key_hash(u->eng, &s->key) & (u->nbuckets - 1)];
+    while (*p && *p != s)
+        p = &(*p)->hash_next;
+    if (*p)
+        *p = s->hash_next;
+    s->hash_next = NULL;
+}
+
+/* ---- sessions ------------------------------------------------------------ */
+
+static int apply_config(gk_sess *s, const gk_config *cfg)
+{
+    int fec = gk_fec_shape_ok(cfg->data_shards, cfg->parity_shards);
+    int reserved = (s->udp->crypt ? GK_CRYPT_HEADER : 0) + (fec ? GK_FEC_HEADER : 0);
+    if (gk_kcp_reserve(s->kcp, reserved) < 0 || gk_kcp_setmtu(s->kcp, cfg->mtu) < 0)
+        return -1;
+    if (fec && (!s->fec_enc || s->cfg.data_shards != cfg->data_shards ||
+                s->cfg.parity_shards != cfg->parity_shards)) {
+        gk_fec_encoder *enc = gk_fec_encoder_new(cfg->data_shards, cfg->parity_shards);
+        if (!enc)
+            return -1;
+        gk_fec_encoder_free(s->fec_enc);
+        s->fec_enc = enc;
+    } else if (!fec && s->fec_enc) {
+        gk_fec_encoder_free(s->fec_enc);
+        s->fec_enc = NULL;
+    }
+    gk_kcp_nodelay(s->kcp, cfg->nodelay, cfg->interval, cfg->resend, cfg->nc);
+    gk_kcp_wndsize(s->kcp, cfg->sndwnd, cfg->rcvwnd);
+    gk_kcp_set_stream(s->kcp, cfg->stream);
+    gk_kcp_set_dead_link(s->kcp, cfg->dead_link);
+    s->cfg = *cfg;
+    return 0;
+}
+
+int gk_sess_configure(gk_sess *s, const gk_config *cfg)
+{
+    return apply_config(s, cfg);
+}
+
+static void sess_free(gk_sess *s)
+{
+    gk_udp *u = s->udp;
+    gk_engine *eng = u->eng;
+    gk_sched_remove(eng, s);
+    if (s->event_index >= 0)
+        eng->events[s->event_index].sess = NULL;
+    if (u->dialed == s)
+        u->dialed = NULL;
+    else
+        table_remove(u, s);
+    if (s->unaccepted)
+        u->unaccepted--;
+    if (s->udp_prev)
+        s->udp_prev->udp_next = s->udp_next;
+    else
+        u->all = s->udp_next;
+    if (s->udp_next)
+        s->udp_next->udp_prev = s->udp_prev;
+    gk_kcp_release(s->kcp);
+    gk_fec_encoder_free(s->fec_enc);
+    gk_fec_decoder_free(s->fec_dec);
+    free(s->left);
+    u->nsess--;
+    eng->nsess--;
+    gk_stats.CurrEstab--;
+    free(s);
+}
+
+static gk_sess *sess_new(gk_udp *u, const void *addr, socklen_t addrlen, uint32_t conv, uint32_t now)
+{
+    gk_sess *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->udp = u;
+    s->conv = conv;
+    s->heap_index = -1;
+    s->event_index = -1;
+    s->kcp = gk_kcp_create(conv, gk_pipe_output, s);
+    if (!s->kcp || apply_config(s, &u->cfg) < 0) {
+        if (s->kcp)
+            gk_kcp_release(s->kcp);
+        free(s);
+        return NULL;
+    }
+    memcpy(&s->peer, addr, addrlen);
+    s->peerlen = addrlen;
+    gk_addr_key_make(&s->key, &s->peer);
+    /* Each session's nonce generator gets its own key, drawn from the
+     * engine's generator, which was seeded from the OS. */
+    uint8_t seed[32];
+    gk_nonce_next(&u->eng->seeder, seed);
+    gk_nonce_next(&u->eng->seeder, seed + GK_NONCE_SIZE);
+    gk_nonce_init(&s->nonce, seed);
+    s->id = u->eng->next_id++;
+    s->last_rx = now;
+    if (gk_sched_put(u->eng, s, now) < 0) {
+        gk_kcp_release(s->kcp);
+        gk_fec_encoder_free(s->fec_enc);
+        free(s);
+        return NULL;
+    }
+    s->udp_next = u->all;
+    if (u->all)
+        u->all->udp_prev = s;
+    u->all = s;
+    u->nsess++;
+    u->eng->nsess++;
+    gk_stats.CurrEstab++;
+    if (gk_stats.CurrEstab > gk_stats.MaxConn)
+        gk_stats.MaxConn = gk_stats.CurrEstab;
+    return s;
+}
+
+gk_sess *gk_udp_accept_new(gk_udp *u, const struct sockaddr_storage *from, socklen_t fromlen,
+                           uint32_t conv, uint32_t now)
+{
+    gk_sess *s = sess_new(u, from, fromlen, conv, now);
+    if (!s)
+        return NULL;
+    if (table_insert(u, s) < 0) {
+        sess_free(s);
+        return NULL;
+    }
+    s->unaccepted = 1;
+    u->unaccepted++;
+    gk_stats.PassiveOpens++;
+    gk_sess_post(s, GK_EV_ACCEPT);
+    return s;
+}
+
+gk_sess *gk_udp_dial(gk_udp *u, const void *addr, int addrlen, uint32_t conv, uint32_t now)
+{
+    if (u->listening || u->dialed || addrlen <= 0 || (size_t)addrlen > sizeof(struct sockaddr_storage))
+        return NULL;
+    gk_sess *s = sess_new(u, addr, (socklen_t)addrlen, conv, now);
+    if (!s)
+        return NULL;
+    u->dialed = s;
+    gk_stats.ActiveOpens++;
+    return s;
+}
+
+void gk_sess_end(gk_sess *s, int status)
+{
+    if (s->status)
+        return;
+    s->status = status;
+    gk_stats.DeadLinks += status != GK_ST_REPLACED;
+    gk_sched_remove(s->udp->eng, s);
+    if (s->udp->dialed != s)
+        table_remove(s->udp, s);
+    if (s->closing)
+        return;
+    s->want_read = s->want_write = 0;
+    gk_sess_post(s, GK_EV_DEAD);
+}
+
+uint32_t gk_sess_id(const gk_sess *s) { return s->id; }
+uint32_t gk_sess_conv(const gk_sess *s) { return s->conv; }
+gk_udp *gk_sess_udp(const gk_sess *s) { return s->udp; }
+int gk_sess_status(const gk_sess *s) { return s->status; }
+void gk_sess_get_info(const gk_sess *s, gk_kcp_info *info) { gk_kcp_get_info(s->kcp, info); }
+int gk_sess_waitsnd(const gk_sess *s) { return gk_kcp_waitsnd(s->kcp); }
+
+int gk_sess_peer(const gk_sess *s, void *addr, int cap)
+{
+    if (cap < (int)s->peerlen)
+        return -1;
+    memcpy(addr, &s->peer, s->peerlen);
+    return (int)s->peerlen;
+}
+
+void gk_sess_accepted(gk_sess *s)
+{
+    if (s->unaccepted) {
+        s->unaccepted = 0;
+        s->udp->unaccepted--;
+    }
+}
+
+int gk_sess_send(gk_sess *s, const uint8_t *buf, int len, uint32_t now)
+{
+    if (s->status)
+        return -s->status;
+    gk_kcp_info info;
+    gk_kcp_get_info(s->kcp, &info);
+    uint32_t limit = info.snd_wnd < info.rmt_wnd ? info.snd_wnd : info.rmt_wnd;
+    uint32_t waiting = (uint32_t)gk_kcp_waitsnd(s->kcp);
+    if (waiting >= limit) {
+        s->want_write = 1;
+        return 0;
+    }
+    /* Take what the windows can hold, not the whole buffer as kcp-go does,
+     * so a large write cannot queue unbounded memory. */
+    int mss = (int)info.mss;
+    int64_t room = (int64_t)(limit - waiting) * mss;
+    int take = len < room ? len : (int)room;
+    for (int off = 0; off < take; off += mss) {
+        int piece = take - off < mss ? take - off : mss;
+        if (gk_kcp_send(s->kcp, buf + off, piece) < 0) {
+            take = off;
+            break;
+        }
+    }
+    gk_stats.BytesSent += (uint64_t)take;
+    waiting = (uint32_t)gk_kcp_waitsnd(s->kcp);
+    if (!s->cfg.write_delay || waiting >= limit)
+        gk_kcp_flush(s->kcp, 0, now);
+    if (take < len)
+        s->want_write = 1;
+    gk_pipe_flush_dirty(s->udp->eng);
+    return take;
+}
+
+int gk_sess_readable(const gk_sess *s)
+{
+    if (s->left_len > s->left_off)
+        return s->left_len - s->left_off;
+    int size = gk_kcp_peeksize(s->kcp);
+    return size > 0 ? size : 0;
+}
+
+static int take_leftover(gk_sess *s, uint8_t *buf, int len)
+{
+    int n = s->left_len - s->left_off;
+    if (n > len)
+        n = len;
+    memcpy(buf, s->left + s->left_off, (size_t)n);
+    s->left_off += n;
+    if (s->left_off == s->left_len) {
+        free(s->left);
+        s->left = NULL;
+        s->left_off = s->left_len = 0;
+    }
+    return n;
+}
+
+int gk_sess_recv(gk_sess *s, uint8_t *buf, int len, uint32_t now)
+{
+    int total = 0;
+    if (s->left)
+        total = take_leftover(s, buf, len);
+    gk_kcp_info info;
+    gk_kcp_get_info(s->kcp, &info);
+    int was_full = info.nrcv_que >= info.rcv_wnd;
+    while ((total == 0 || s->cfg.stream) && total < len) {
+        int size = gk_kcp_peeksize(s->kcp);
+        if (size < 0)
+            break;
+        if (size <= len - total) {
+            gk_kcp_recv(s->kcp, buf + total, size);
+            total += size;
+            continue;
+        }
+        if (total > 0)
+            break;
+        /* The reader's buffer is smaller than the message: keep the rest
+         * for the next reads, as a stream socket would. */
+        s->left = malloc((size_t)size);
+        if (!s->left)
+            break;
+        s->left_len = size;
+        s->left_off = 0;
+        gk_kcp_recv(s->kcp, s->left, size);
+        total = take_leftover(s, buf, len);
+        break;
+    }
+    if (total == 0) {
+        if (s->status)
+            return -s->status;
+        s->want_read = 1;
+        return 0;
+    }
+    gk_stats.BytesReceived += (uint64_t)total;
+    /* A receive queue that was full made us advertise a zero window; tell
+     * the peer at once that it has room again instead of leaving it to its
+     * window probe, which comes only after seconds. */
+    if (was_full && !s->status) {
+        gk_kcp_flush(s->kcp, 0, now);
+        gk_pipe_flush_dirty(s->udp->eng);
+    }
+    return total;
+}
+
+int gk_sess_close(gk_sess *s, uint32_t now, uint32_t linger_ms)
+{
+    gk_engine *eng = s->udp->eng;
+    if (!s->status)
+        gk_kcp_flush(s->kcp, 0, now);
+    gk_pipe_flush_dirty(eng);
+    if (s->status || linger_ms == 0 || gk_kcp_waitsnd(s->kcp) == 0) {
+        sess_free(s);
+        return 1;
+    }
+    s->closing = 1;
+    s->want_read = s->want_write = 0;
+    s->linger_until = now + linger_ms;
+    return 0;
+}
+
+/* ---- engine and sockets ------------------------------------------------------ */
+
+gk_engine *gk_engine_new(const uint8_t *seed)
+{
+    gk_engine *eng = calloc(1, sizeof(*eng));
+    if (!eng)
+        return NULL;
+    memcpy(&eng->hash_k0, seed, 8);
+    memcpy(&eng->hash_k1, seed + 8, 8);
+    gk_nonce_init(&eng->seeder, seed + 16);
+    eng->next_id = 1;
+    return eng;
+}
+
+int gk_engine_sessions(const gk_engine *eng) { return eng->nsess; }
+
+uint32_t gk_engine_update(gk_engine *eng, uint32_t now)
+{
+    gk_sess *s;
+    while ((s = gk_sched_peek(eng)) && (int32_t)(now - s->due) >= 0) {
+        if (s->closing && ((int32_t)(now - s->linger_until) >= 0 || gk_kcp_waitsnd(s->kcp) == 0)) {
+            uint32_t id = s->id;
+            sess_free(s);
+            /* Python dropped the session at close; it only needs to know the
+             * socket is no longer used by it. */
+            push_event(eng, (gk_event){id, GK_EV_FREED, NULL});
+            continue;
+        }
+        uint32_t wait = gk_kcp_flush(s->kcp, 0, now);
+        gk_kcp_info info;
+        gk_kcp_get_info(s->kcp, &info);
+        if (s->cfg.dead_link && info.max_seg_xmit >= s->cfg.dead_link) {
+            gk_sess_end(s, GK_ST_DEADLINK);
+            continue;
+        }
+        if (s->cfg.idle_timeout_ms && (uint32_t)(now - s->last_rx) >= s->cfg.idle_timeout_ms) {
+            gk_sess_end(s, GK_ST_IDLE);
+            continue;
+        }
+        gk_sess_check_ready(s);
+        uint32_t due = now + wait;
+        if (s->closing && (int32_t)(s->linger_until - due) < 0)
+            due = s->linger_until;
+        gk_sched_put(eng, s, due);
+    }
+    gk_pipe_flush_dirty(eng);
+    s = gk_sched_peek(eng);
+    if (!s)
+        return GK_IDLE_MS;
+    int32_t wait = (int32_t)(s->due - now);
+    return wait < 0 ? 0 : (uint32_t)wait;
+}
+
+gk_udp *gk_udp_new(gk_engine *eng, int fd, int listening, const gk_config *cfg,
+                   const gk_crypt *crypt, int batch, int backlog)
+{
+    gk_udp *u = calloc(1, sizeof(*u));
+    if (!u)
+        return NULL;
+    u->eng = eng;
+    u->fd = fd;
+    u->listening = listening;
+    u->mmsg = 1;
+    u->backlog = backlog;
+    u->cfg = *cfg;
+    u->crypt = crypt;
+    if (gk_batch_init(&u->rx, batch) < 0 || gk_batch_init(&u->tx, batch) < 0) {
+        gk_batch_free(&u->rx);
+        gk_batch_free(&u->tx);
+        free(u);
+        return NULL;
+    }
+    u->eng_next = eng->udps;
+    if (eng->udps)
+        eng->udps->eng_prev = u;
+    eng->udps = u;
+    return u;
+}
+
+void gk_udp_free(gk_udp *u)
+{
+    gk_engine *eng = u->eng;
+    while (u->all)
+        sess_free(u->all);
+    if (u->eng_prev)
+        u->eng_prev->eng_next = u->eng_next;
+    else
+        eng->udps = u->eng_next;
+    if (u->eng_next)
+        u->eng_next->eng_prev = u->eng_prev;
+    if (u->dirty) {
+        gk_udp **p = &eng->dirty;
+        while (*p != u)
+            p = &(*p)->dirty_next;
+        *p = u->dirty_next;
+    }
+    free(u->buckets);
+    gk_batch_free(&u->rx);
+    gk_batch_free(&u->tx);
+    free(u);
+}
+
+void gk_engine_free(gk_engine *eng)
+{
+    while (eng->udps)
+        gk_udp_free(eng->udps);
+    free(eng->heap);
+    free(eng->events);
+    free(eng);
+}
+
+void gk_udp_stop_listening(gk_udp *u) { u->listening = 0; }
+void gk_udp_set_mmsg(gk_udp *u, int on) { u->mmsg = on; }
+int gk_udp_sessions(const gk_udp *u) { return u->nsess; }
+
+int gk_udp_read(gk_udp *u, uint32_t now, int max_batches)
+{
+    int more = 0;
+    for (int round = 0; round < max_batches; round++) {
+        int n = gk_io_recv(u->fd, &u->rx, u->mmsg);
+        if (n < 0) {
+            gk_pipe_flush_dirty(u->eng);
+            return n;
+        }
+        for (int i = 0; i < n; i++)
+            gk_pipe_input(u, gk_batch_slot(&u->rx, i), u->rx.lens[i], &u->rx.addrs[i],
+                          u->rx.addrlens[i], now);
+        if (n < u->rx.cap) {
+            more = 0;
+            break;
+        }
+        more = 1;
+    }
+    gk_pipe_flush_dirty(u->eng);
+    return more;
+}

@@ -1,0 +1,119 @@
+/* Sessions, the UDP sockets they share, and the engine that schedules them:
+ * the C side of gkcp's Python objects (kcp-go's sess.go, updater, readloop).
+ * One engine per gevent hub; everything here runs on that hub's thread.
+ * Time is passed in (ms, u32, wrapping); syscalls happen only in io.c. */
+#ifndef GK_SESS_H
+#define GK_SESS_H
+#include <stdint.h>
+#include "crypt.h"
+#include "kcp.h"
+
+typedef struct gk_engine gk_engine;
+typedef struct gk_udp gk_udp;
+typedef struct gk_sess gk_sess;
+
+/* Everything a session is built with; a listener applies its copy to each
+ * new session before that session's first packet is processed. */
+typedef struct gk_config {
+    int mtu;
+    int sndwnd;
+    int rcvwnd;
+    int nodelay;
+    int interval;
+    int resend;
+    int nc;
+    int stream;
+    int ack_nodelay;
+    int write_delay;
+    int data_shards;
+    int parity_shards;
+    uint32_t dead_link;        /* transmissions of one segment that end the session; 0 = never */
+    uint32_t idle_timeout_ms;  /* silence from the peer that ends the session; 0 = never */
+} gk_config;
+
+/* Event flags handed to Python after each entry point. */
+#define GK_EV_READ   1   /* a reader that found nothing can now read */
+#define GK_EV_WRITE  2   /* a writer that found the window full can now write */
+#define GK_EV_ACCEPT 4   /* a new session on a listening socket (sess is valid) */
+#define GK_EV_DEAD   8   /* the session ended: see gk_sess_status */
+#define GK_EV_FREED  16  /* a lingering closed session is gone (sess is NULL) */
+
+/* Why a session ended (gk_sess_status). */
+#define GK_ST_OPEN      0
+#define GK_ST_DEADLINK  1  /* a segment reached dead_link transmissions */
+#define GK_ST_IDLE      2  /* nothing heard for idle_timeout_ms */
+#define GK_ST_REPLACED  3  /* the peer's address started a new conversation */
+
+typedef struct gk_event {
+    uint32_t id;
+    uint32_t flags;
+    gk_sess *sess;   /* NULL once the session is freed */
+} gk_event;
+
+/* seed: 16 random bytes for the address hash (keeps chains short under
+ * chosen source addresses). */
+gk_engine *gk_engine_new(const uint8_t *seed);
+/* Frees every socket and session of the engine (does not close fds). */
+void gk_engine_free(gk_engine *eng);
+/* Moves up to max pending events to out; returns how many. */
+int gk_engine_take_events(gk_engine *eng, gk_event *out, int max);
+/* Flushes every session that is due, frees drained or expired lingering
+ * sessions, ends dead ones.  Returns ms until the next session is due
+ * (GK_IDLE_MS when none is scheduled). */
+uint32_t gk_engine_update(gk_engine *eng, uint32_t now);
+#define GK_IDLE_MS 1000
+/* Sessions alive in the engine (open, unaccepted and lingering). */
+int gk_engine_sessions(const gk_engine *eng);
+
+/* A UDP socket the caller opened (non-blocking).  listening != 0: sessions
+ * are created by incoming packets (at most backlog waiting for accept).
+ * crypt may be NULL (no crypto header); it must outlive the socket.
+ * batch: datagrams per recvmmsg/sendmmsg. */
+gk_udp *gk_udp_new(gk_engine *eng, int fd, int listening, const gk_config *cfg,
+                   const gk_crypt *crypt, int batch, int backlog);
+/* Frees the socket's state and every session still on it. */
+void gk_udp_free(gk_udp *udp);
+/* Stop (listening = 0) creating sessions from unknown addresses. */
+void gk_udp_stop_listening(gk_udp *udp);
+/* Use recvmmsg/sendmmsg (1, default) or recvfrom/sendto (0). */
+void gk_udp_set_mmsg(gk_udp *udp, int on);
+/* Reads and processes datagrams until the socket is drained (returns 0) or
+ * max_batches batches were read (returns 1: call again after yielding).
+ * Returns -errno on a socket error. */
+int gk_udp_read(gk_udp *udp, uint32_t now, int max_batches);
+/* Sessions on this socket (any state). */
+int gk_udp_sessions(const gk_udp *udp);
+
+/* A session to addr (a struct sockaddr of addrlen bytes) over udp. */
+gk_sess *gk_udp_dial(gk_udp *udp, const void *addr, int addrlen, uint32_t conv, uint32_t now);
+
+uint32_t gk_sess_id(const gk_sess *s);
+uint32_t gk_sess_conv(const gk_sess *s);
+gk_udp *gk_sess_udp(const gk_sess *s);
+int gk_sess_status(const gk_sess *s);
+/* Copies the peer's struct sockaddr into addr; returns its length. */
+int gk_sess_peer(const gk_sess *s, void *addr, int cap);
+/* Applies cfg (all fields).  -1 if the mtu does not fit, nothing changed. */
+int gk_sess_configure(gk_sess *s, const gk_config *cfg);
+void gk_sess_get_info(const gk_sess *s, gk_kcp_info *info);
+/* Queues up to len bytes as the windows allow and flushes (unless write
+ * delay).  Returns bytes taken (0: window full, a GK_EV_WRITE will follow),
+ * or -status if the session has ended. */
+int gk_sess_send(gk_sess *s, const uint8_t *buf, int len, uint32_t now);
+/* Stream mode: as many bytes as are ready, up to len.  Message mode: one
+ * message, or its next part if len is smaller.  0: nothing ready (a
+ * GK_EV_READ will follow), or -status once the session has ended and
+ * everything received was read. */
+int gk_sess_recv(gk_sess *s, uint8_t *buf, int len, uint32_t now);
+/* Bytes of the next read that are ready now (0 if none). */
+int gk_sess_readable(const gk_sess *s);
+/* Segments queued or in flight. */
+int gk_sess_waitsnd(const gk_sess *s);
+/* An accepted session leaves the backlog. */
+void gk_sess_accepted(gk_sess *s);
+/* Flushes once more; frees now (returns 1) if nothing is unacknowledged or
+ * linger_ms is 0, else keeps retransmitting for up to linger_ms and frees
+ * later with a GK_EV_FREED event (returns 0).  The caller drops s either way. */
+int gk_sess_close(gk_sess *s, uint32_t now, uint32_t linger_ms);
+
+#endif

@@ -1,0 +1,111 @@
+/* Internal layout of sessions, sockets and the engine, shared by sess.c
+ * (lifecycle, demultiplexing, API), pipeline.c (packets through the layers)
+ * and sched.c (the timer heap).  Not exposed through cffi. */
+#ifndef GK_SESS_IMPL_H
+#define GK_SESS_IMPL_H
+#include <stdint.h>
+#include <sys/socket.h>
+#include "crypt.h"
+#include "fec.h"
+#include "io.h"
+#include "kcp.h"
+#include "sess.h"
+
+/* An address normalised for hashing and comparison. */
+typedef struct gk_addr_key {
+    uint16_t family;
+    uint16_t port;
+    uint32_t scope;
+    uint8_t  ip[16];
+} gk_addr_key;
+
+struct gk_sess {
+    uint32_t id;
+    uint32_t conv;
+    gk_kcp *kcp;
+    gk_udp *udp;
+    gk_config cfg;
+    gk_fec_encoder *fec_enc;   /* NULL: FEC off for sending */
+    gk_fec_decoder *fec_dec;   /* created on the first FEC packet */
+    gk_nonce nonce;
+
+    struct sockaddr_storage peer;
+    socklen_t peerlen;
+    gk_addr_key key;
+    int peer_fixed;            /* dialed: the first source heard becomes the only one */
+
+    uint32_t last_rx;
+    uint32_t due;              /* next flush, engine clock */
+    int heap_index;            /* -1 when not scheduled */
+    int event_index;           /* -1 when no event is pending */
+    uint32_t linger_until;
+
+    unsigned want_read : 1;
+    unsigned want_write : 1;
+    unsigned closing : 1;      /* Python has let go; lingering */
+    unsigned unaccepted : 1;
+    int status;
+
+    gk_sess *hash_next;
+    gk_sess *udp_prev, *udp_next;  /* every session of the socket, in any state */
+
+    uint8_t *left;             /* rest of a message larger than the reader's buffer */
+    int left_off, left_len;
+};
+
+struct gk_udp {
+    gk_engine *eng;
+    int fd;
+    int listening;
+    int mmsg;
+    int backlog, unaccepted;
+    gk_config cfg;
+    const gk_crypt *crypt;
+    int reserved;              /* header bytes below KCP: crypto + FEC */
+    gk_batch rx, tx;
+
+    gk_sess **buckets;         /* listening sockets: sessions by peer address */
+    uint32_t nbuckets;         /* power of two */
+    int nsess;
+    gk_sess *dialed;           /* the session of a dialing socket */
+    gk_sess *all;              /* every session, for teardown */
+    gk_udp *eng_prev, *eng_next;
+
+    int dirty;                 /* has queued datagrams */
+    gk_udp *dirty_next;
+};
+
+struct gk_engine {
+    gk_sess **heap;
+    int heap_len, heap_cap;
+    gk_event *events;
+    int nevents, events_cap;
+    gk_udp *dirty;
+    gk_udp *udps;
+    gk_nonce seeder;           /* draws each session's nonce key */
+    uint32_t next_id;
+    uint64_t hash_k0, hash_k1;
+    int nsess;
+};
+
+/* sched.c */
+int gk_sched_put(gk_engine *eng, gk_sess *s, uint32_t due);
+void gk_sched_remove(gk_engine *eng, gk_sess *s);
+gk_sess *gk_sched_peek(const gk_engine *eng);
+
+/* pipeline.c */
+void gk_pipe_output(uint8_t *buf, int len, void *user);
+void gk_pipe_input(gk_udp *u, uint8_t *pkt, int len, const struct sockaddr_storage *from,
+                   socklen_t fromlen, uint32_t now);
+void gk_pipe_flush_dirty(gk_engine *eng);
+
+/* sess.c, used by the pipeline */
+gk_sess *gk_udp_find(gk_udp *u, const gk_addr_key *key);
+gk_sess *gk_udp_accept_new(gk_udp *u, const struct sockaddr_storage *from, socklen_t fromlen,
+                           uint32_t conv, uint32_t now);
+void gk_sess_end(gk_sess *s, int status);
+void gk_sess_post(gk_sess *s, uint32_t flags);
+void gk_sess_check_ready(gk_sess *s);
+void gk_addr_key_make(gk_addr_key *key, const struct sockaddr_storage *sa);
+
+#endif

@@ -1,0 +1,279 @@
+"""The fixed set of greenlets that drives the C core.
+
+Per gevent hub there is one :class:`Engine`: one C engine (every session of
+the hub, in one timer heap) and one *updater* greenlet that flushes whichever
+sessions are due, then sleeps until the next deadline.  Per UDP socket there is
+one :class:`Endpoint` with one *reader* greenlet that waits for readability,
+lets C drain the socket with recvmmsg and process every datagram, and then
+hands the batch's events (readable, writable, new session, ended) to Python.
+Python therefore runs once per batch and once per application call, never once
+per packet.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import weakref
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import gevent
+from gevent.event import Event
+from gevent.hub import get_hub
+
+from ._core import ffi, lib
+from .options import Options
+
+__all__ = ["Engine", "Endpoint", "get_engine", "now_ms"]
+
+_BATCHES_PER_WAKEUP = 8
+_EVENTS_PER_CALL = 256
+
+
+def now_ms() -> int:
+    """The core's clock: milliseconds, wrapping at 2**32 (only differences matter)."""
+    return int(time.monotonic() * 1000) & 0xFFFFFFFF
+
+
+def _key(ptr: Any) -> int:
+    return int(ffi.cast("uintptr_t", ptr))
+
+
+def c_config(options: Options) -> Any:
+    cfg = ffi.new("gk_config *")
+    for name in ("mtu", "sndwnd", "rcvwnd", "nodelay", "interval", "resend", "nc",
+                 "data_shards", "parity_shards", "dead_link"):
+        setattr(cfg, name, getattr(options, name))
+    cfg.stream = int(bool(options.stream))
+    cfg.ack_nodelay = int(bool(options.ack_nodelay))
+    cfg.write_delay = int(bool(options.write_delay))
+    cfg.idle_timeout_ms = 0 if options.idle_timeout is None else max(1, int(options.idle_timeout * 1000))
+    return cfg
+
+
+class Engine:
+    """The C engine of one gevent hub, its updater greenlet and event dispatch."""
+
+    def __init__(self, hub: Any) -> None:
+        self.hub = hub
+        self.thread_id = threading.get_ident()
+        self._c = ffi.gc(lib.gk_engine_new(os.urandom(48)), lib.gk_engine_free)
+        if self._c == ffi.NULL:
+            raise MemoryError("gk_engine_new failed")
+        self._events = ffi.new("gk_event[]", _EVENTS_PER_CALL)
+        # id -> Session; weak, so a session the application dropped is closed by GC
+        self._sessions: "weakref.WeakValueDictionary[int, Any]" = weakref.WeakValueDictionary()
+        self._lingering: Dict[int, "Endpoint"] = {}  # id -> endpoint a closed session still uses
+        self._endpoints: Dict[int, "Endpoint"] = {}  # udp pointer -> Endpoint
+        self._wake = Event()
+        self._updater: Optional[gevent.Greenlet] = None
+        self.scratch = ffi.new("uint8_t[]", 1 << 16)
+
+    @property
+    def c(self) -> Any:
+        return self._c
+
+    def check_thread(self) -> None:
+        if threading.get_ident() != self.thread_id:
+            raise RuntimeError("a gkcp object is bound to the gevent hub of the thread that created it; "
+                               "use it from that thread")
+
+    def scratch_buffer(self, size: int) -> Any:
+        if size > len(self.scratch):
+            self.scratch = ffi.new("uint8_t[]", size)
+        return self.scratch
+
+    # -- registration ----------------------------------------------------------
+
+    def add_session(self, session: Any) -> None:
+        self._sessions[session.id] = session
+        self.poke()
+
+    def forget_session(self, sess_id: int, endpoint: "Endpoint", lingering: bool) -> None:
+        """A session was closed by the application: either freed already, or
+        lingering in C until its data is acknowledged (GK_EV_FREED follows)."""
+        self._sessions.pop(sess_id, None)
+        if lingering:
+            self._lingering[sess_id] = endpoint
+            self.poke()
+        else:
+            endpoint.release()
+
+    def add_endpoint(self, endpoint: "Endpoint") -> None:
+        self._endpoints[_key(endpoint.c)] = endpoint
+        self.poke()
+
+    def remove_endpoint(self, endpoint: "Endpoint") -> None:
+        self._endpoints.pop(_key(endpoint.c), None)
+
+    # -- the updater -----------------------------------------------------------------
+
+    def poke(self) -> None:
+        """Something may be due sooner than the updater thinks: wake it."""
+        if self._updater is None or self._updater.dead:
+            self._updater = gevent.spawn(self._run_updater)
+        else:
+            self._wake.set()
+
+    def _run_updater(self) -> None:
+        # Runs while any socket is open, so that gevent.wait() can return
+        # once the application has closed everything.
+        while self._endpoints:
+            self._wake.clear()
+            wait = lib.gk_engine_update(self._c, now_ms())
+            self.dispatch()
+            self._wake.wait(wait / 1000.0)
+
+    # -- events --------------------------------------------------------------------
+
+    def dispatch(self) -> None:
+        """Hand every pending C event to its Python object."""
+        events = self._events
+        while True:
+            n = lib.gk_engine_take_events(self._c, events, _EVENTS_PER_CALL)
+            for i in range(n):
+                ev = events[i]
+                flags = ev.flags
+                if flags & lib.GK_EV_FREED:
+                    endpoint = self._lingering.pop(ev.id, None)
+                    if endpoint is not None:
+                        endpoint.release()
+                    continue
+                if flags & lib.GK_EV_ACCEPT:
+                    endpoint = self._endpoints.get(_key(lib.gk_sess_udp(ev.sess)))
+                    if endpoint is not None and endpoint.on_accept is not None:
+                        endpoint.on_accept(ev.sess)
+                    else:
+                        lib.gk_sess_close(ev.sess, now_ms(), 0)
+                        continue
+                session = self._sessions.get(ev.id)
+                if session is not None:
+                    session._on_event(flags)
+            if n < _EVENTS_PER_CALL:
+                return
+
+
+class Endpoint:
+    """One UDP socket, its C state and its reader greenlet.
+
+    Reference counted: the Listener (or dialing Session) holds one reference and
+    every session on the socket one more, including closed sessions that are
+    still retransmitting their last data.  The socket is closed when the count
+    reaches zero.
+    """
+
+    def __init__(self, engine: Engine, sock: socket.socket, listening: bool, options: Options,
+                 on_accept: Optional[Callable[[Any], None]] = None) -> None:
+        self.engine = engine
+        self.sock = sock
+        self.options = options
+        crypt, self._owns_crypt = make_crypt(options)
+        self.crypt = crypt
+        self.on_accept = on_accept
+        self.refs = 1
+        sock.setblocking(False)
+        crypt_ptr = crypt.ptr if crypt is not None else ffi.NULL
+        self._c = lib.gk_udp_new(engine.c, sock.fileno(), int(listening), c_config(options),
+                                 crypt_ptr, options.batch, options.backlog)
+        if self._c == ffi.NULL:
+            raise MemoryError("gk_udp_new failed")
+        if not options.mmsg:
+            lib.gk_udp_set_mmsg(self._c, 0)
+        self._io = engine.hub.loop.io(sock.fileno(), 1)
+        engine.add_endpoint(self)
+        self._reader = gevent.spawn(self._read_loop)
+
+    @property
+    def c(self) -> Any:
+        return self._c
+
+    def acquire(self) -> None:
+        self.refs += 1
+
+    def release(self) -> None:
+        self.refs -= 1
+        if self.refs == 0:
+            self._close()
+
+    def stop_listening(self) -> None:
+        self.on_accept = None
+        if self._c is not None:
+            lib.gk_udp_stop_listening(self._c)
+
+    def _read_loop(self) -> None:
+        hub = self.engine.hub
+        try:
+            while self._c is not None:
+                hub.wait(self._io)
+                while self._c is not None:
+                    rc = lib.gk_udp_read(self._c, now_ms(), _BATCHES_PER_WAKEUP)
+                    self.engine.dispatch()
+                    if rc <= 0:
+                        break
+                    gevent.sleep(0)  # a busy socket must not starve other greenlets
+        except _EndpointClosed:
+            pass
+
+    def _close(self) -> None:
+        if self._c is None:
+            return
+        engine = self.engine
+        engine.remove_endpoint(self)
+        if self._reader is not None and self._reader is not gevent.getcurrent():
+            engine.hub.cancel_wait(self._io, _EndpointClosed())
+        lib.gk_udp_free(self._c)
+        self._c = None
+        self._io.close()
+        if self._owns_crypt:
+            self.crypt.close()
+        self.sock.close()
+
+
+class _EndpointClosed(Exception):
+    pass
+
+
+def open_udp_socket(family: int, options: Options, bind_to: Any = None) -> socket.socket:
+    """A UDP socket set up as gkcp needs it: large buffers (the OS default
+    loses most packets at large windows), optional SO_REUSEPORT, bound."""
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if options.sockbuf:
+            for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                sock.setsockopt(socket.SOL_SOCKET, opt, options.sockbuf)
+        if options.reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if bind_to is not None:
+            sock.bind(bind_to)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def make_crypt(options: Options) -> Tuple[Any, bool]:
+    """(BlockCrypt or None, whether the endpoint owns it and must close it)."""
+    if options.crypt is None:
+        return None, False
+    if isinstance(options.crypt, str):
+        from .crypt import new_crypt
+        return new_crypt(options.crypt, bytes(options.key)), True
+    if not hasattr(options.crypt, "ptr"):
+        raise TypeError("crypt must be a cipher name or a gkcp.crypt.BlockCrypt, not %s"
+                        % type(options.crypt).__name__)
+    return options.crypt, False
+
+
+_per_thread = threading.local()
+
+
+def get_engine() -> Engine:
+    """The engine of the current thread's gevent hub (created on first use)."""
+    hub = get_hub()
+    engine = getattr(_per_thread, "engine", None)
+    if engine is None or engine.hub is not hub:
+        engine = Engine(hub)
+        _per_thread.engine = engine
+    return engine

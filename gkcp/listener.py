@@ -1,0 +1,126 @@
+"""Listener: accepts KCP sessions on one UDP socket (kcp-go's Listener).
+
+Sessions are keyed by the peer's address, as kcp-go does; a packet from an
+unknown address starts a session, which is built with the listener's options
+*before* that packet is processed (kcp-go applies them only after Accept,
+which can stall a client for seconds behind a zero window)."""
+from __future__ import annotations
+
+import collections
+import socket
+import time
+from typing import Any, Deque, Optional, Tuple
+
+from gevent.event import Event
+
+from ._addr import resolve
+from ._core import lib
+from .engine import Endpoint, get_engine, now_ms, open_udp_socket
+from .options import Options, make_options
+from .session import Session, _closed_error
+
+__all__ = ["Listener", "listen"]
+
+
+class Listener:
+    """Accepts sessions like a listening socket: ``accept()`` returns
+    ``(session, address)``, honours ``settimeout``, and at most ``backlog``
+    sessions wait to be accepted (packets that would start more are dropped
+    and counted in AcceptDrops)."""
+
+    def __init__(self, sock: socket.socket, options: Options) -> None:
+        self._engine = get_engine()
+        self._options = options
+        self._pending: Deque[Session] = collections.deque()
+        self._ready = Event()
+        self._timeout: Optional[float] = socket.getdefaulttimeout()
+        self._endpoint: Optional[Endpoint] = Endpoint(self._engine, sock, True, options,
+                                                      on_accept=self._on_accept)
+        self._address = sock.getsockname()
+
+    def _on_accept(self, csess: Any) -> None:
+        assert self._endpoint is not None
+        self._endpoint.acquire()
+        self._pending.append(Session(self._engine, self._endpoint, csess, self._options))
+        self._ready.set()
+
+    def accept(self) -> Tuple[Session, Tuple[Any, ...]]:
+        """The next new session and its peer address; blocks (cooperatively)
+        up to the timeout, then raises socket.timeout."""
+        end = None if not self._timeout else time.monotonic() + self._timeout
+        while True:
+            if self._endpoint is None:
+                raise _closed_error()
+            self._engine.check_thread()
+            if self._pending:
+                session = self._pending.popleft()
+                if session.closed:
+                    continue
+                lib.gk_sess_accepted(session._c)
+                return session, session.getpeername()
+            if self._timeout == 0.0:
+                raise BlockingIOError(11, "Resource temporarily unavailable")
+            self._ready.clear()
+            left = None if end is None else end - time.monotonic()
+            if (left is not None and left <= 0) or not self._ready.wait(left):
+                raise socket.timeout("timed out")
+
+    def settimeout(self, timeout: Optional[float]) -> None:
+        if timeout is not None and timeout < 0:
+            raise ValueError("Timeout value out of range")
+        self._timeout = None if timeout is None else float(timeout)
+
+    def gettimeout(self) -> Optional[float]:
+        return self._timeout
+
+    def getsockname(self) -> Tuple[Any, ...]:
+        if self._endpoint is None:
+            raise _closed_error()
+        return self._address
+
+    @property
+    def addr(self) -> Tuple[Any, ...]:
+        return self._address
+
+    @property
+    def options(self) -> Options:
+        return self._options
+
+    @property
+    def closed(self) -> bool:
+        return self._endpoint is None
+
+    def close(self) -> None:
+        """Idempotent.  Stops accepting and closes sessions not yet accepted;
+        accepted sessions keep working (the UDP socket stays open until the
+        last of them is closed), as with TCP."""
+        endpoint = self._endpoint
+        if endpoint is None:
+            return
+        self._endpoint = None
+        endpoint.stop_listening()
+        while self._pending:
+            self._pending.popleft().close()
+        self._ready.set()
+        endpoint.release()
+
+    def __enter__(self) -> "Listener":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return "<gkcp.Listener %s%s>" % (self._address, " closed" if self.closed else "")
+
+
+def listen(address: Any, *, sock: Optional[socket.socket] = None, **options: Any) -> Listener:
+    """A Listener on address ((host, port) or 'host:port'), or on an existing
+    UDP socket (kcp-go's ServeConn).  Options: see gkcp.Options."""
+    opts = make_options(**options)
+    if sock is None:
+        family, sockaddr = resolve(address, passive=True)
+        sock = open_udp_socket(family, opts, bind_to=sockaddr)
+    elif sock.type != socket.SOCK_DGRAM:
+        raise ValueError("sock must be a UDP (SOCK_DGRAM) socket")
+    return Listener(sock, opts)

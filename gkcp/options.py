@@ -1,0 +1,117 @@
+"""One validated set of options shared by dial, create_connection, listen and
+the server classes.
+
+Defaults are kcp-go 5.6.1's (``NewKCP`` and ``newUDPSession``), except where
+gkcp deliberately does better: 4 MiB socket buffers (the OS default loses most
+packets at large windows), a dead-link limit that actually ends the session,
+and a bounded linger on close.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional, Union
+
+__all__ = ["Options", "make_options", "OPTION_NAMES"]
+
+MTU_LIMIT = 1500
+CRYPT_HEADER = 20
+FEC_HEADER = 8
+KCP_OVERHEAD = 24
+MAX_WINDOW = 65535  # the wnd field is 16 bits wide
+
+
+@dataclasses.dataclass
+class Options:
+    """KCP, FEC, crypto and socket settings of a session or listener."""
+
+    mtu: int = 1400
+    sndwnd: int = 32
+    rcvwnd: int = 32
+    nodelay: int = 0
+    interval: int = 100
+    resend: int = 0
+    nc: int = 0
+    stream: bool = False
+    ack_nodelay: bool = False
+    write_delay: bool = False
+    data_shards: int = 0
+    parity_shards: int = 0
+    crypt: Any = None          #: cipher name (see gkcp.crypt) or a BlockCrypt; None: no crypto header
+    key: Optional[bytes] = None
+    sockbuf: int = 4 * 1024 * 1024
+    dead_link: int = 20        #: transmissions of one segment that end the session (0: never)
+    idle_timeout: Optional[float] = None  #: seconds of silence from the peer that end the session
+    linger: float = 5.0        #: seconds close() keeps retransmitting unacknowledged data
+    backlog: int = 128
+    batch: int = 64            #: datagrams per recvmmsg/sendmmsg
+    mmsg: bool = True          #: use recvmmsg/sendmmsg (False: recvfrom/sendto)
+    reuse_port: bool = False
+
+    def fec_enabled(self) -> bool:
+        return self.data_shards > 0 and self.parity_shards > 0
+
+    def header_bytes(self) -> int:
+        return (CRYPT_HEADER if self.crypt is not None else 0) + (FEC_HEADER if self.fec_enabled() else 0)
+
+    def validate(self) -> "Options":
+        _int_in("mtu", self.mtu, 50, MTU_LIMIT)
+        if self.mtu - KCP_OVERHEAD - self.header_bytes() < 1:
+            raise ValueError("mtu %d leaves no room for data after %d header bytes"
+                             % (self.mtu, KCP_OVERHEAD + self.header_bytes()))
+        _int_in("sndwnd", self.sndwnd, 1, MAX_WINDOW)
+        _int_in("rcvwnd", self.rcvwnd, 1, MAX_WINDOW)
+        _int_in("nodelay", self.nodelay, 0, 2)
+        _int_in("interval", self.interval, 10, 5000)
+        _int_in("resend", self.resend, 0, 1 << 16)
+        _int_in("nc", self.nc, 0, 1)
+        for flag in ("stream", "ack_nodelay", "write_delay", "mmsg", "reuse_port"):
+            if not isinstance(getattr(self, flag), (bool, int)):
+                raise TypeError("%s must be a bool, not %s" % (flag, type(getattr(self, flag)).__name__))
+        _int_in("data_shards", self.data_shards, 0, 255)
+        _int_in("parity_shards", self.parity_shards, 0, 255)
+        if self.parity_shards > 0 and self.data_shards == 0:
+            raise ValueError("parity_shards=%d needs data_shards >= 1" % self.parity_shards)
+        if self.data_shards + self.parity_shards > 255:
+            raise ValueError("data_shards + parity_shards must be at most 255, got %d"
+                             % (self.data_shards + self.parity_shards))
+        _int_in("sockbuf", self.sockbuf, 0, 1 << 30)
+        _int_in("dead_link", self.dead_link, 0, 1 << 30)
+        if self.idle_timeout is not None:
+            _seconds("idle_timeout", self.idle_timeout)
+        _seconds("linger", self.linger)
+        _int_in("backlog", self.backlog, 1, 1 << 20)
+        _int_in("batch", self.batch, 1, 1024)
+        if self.crypt is None and self.key is not None:
+            raise ValueError("key given without crypt: name a cipher, e.g. crypt='aes'")
+        if isinstance(self.crypt, str) and self.key is None:
+            raise ValueError("crypt=%r needs key=bytes" % self.crypt)
+        if self.key is not None and not isinstance(self.key, (bytes, bytearray, memoryview)):
+            raise TypeError("key must be bytes, not %s" % type(self.key).__name__)
+        return self
+
+
+OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(Options))
+
+
+def make_options(base: Optional[Options] = None, **kwargs: Any) -> Options:
+    """Options from keyword arguments, validated; unknown names raise TypeError."""
+    unknown = set(kwargs) - OPTION_NAMES
+    if unknown:
+        raise TypeError("unknown option%s: %s (known: %s)" % (
+            "s" if len(unknown) > 1 else "", ", ".join(sorted(unknown)), ", ".join(sorted(OPTION_NAMES))))
+    options = dataclasses.replace(base or Options(), **kwargs)
+    return options.validate()
+
+
+def _int_in(name: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("%s must be an int, not %s" % (name, type(value).__name__))
+    if not low <= value <= high:
+        raise ValueError("%s must be in %d..%d, got %d" % (name, low, high, value))
+
+
+def _seconds(name: str, value: Union[int, float]) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError("%s must be a number of seconds, not %s" % (name, type(value).__name__))
+    if value < 0 or value != value:
+        raise ValueError("%s must be >= 0, got %r" % (name, value))

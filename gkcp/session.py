@@ -1,0 +1,482 @@
+"""Session: a KCP conversation with the interface of a connected socket.
+
+Blocking calls cooperate with gevent: a greenlet waiting in ``recv`` or
+``send`` yields to the hub until the reader or updater greenlet signals that
+data arrived or the send window opened.  Timeouts follow the socket module
+(``settimeout``; ``socket.timeout`` is ``TimeoutError``) and Go's net.Conn
+(absolute deadlines).
+"""
+from __future__ import annotations
+
+import errno
+import os
+import io
+import socket
+import time
+from typing import Any, Dict, Optional, Tuple
+
+from gevent.event import Event
+
+from ._addr import from_sockaddr
+from ._core import ffi, lib
+from .engine import Endpoint, Engine, now_ms
+from .options import Options, make_options
+
+__all__ = ["Session"]
+
+_INFO_FIELDS = [name for name, _ in ffi.typeof("gk_kcp_info").fields]
+
+
+def _closed_error() -> OSError:
+    return OSError(errno.EBADF, "Bad file descriptor (session closed)")
+
+
+class Session:
+    """A KCP session (kcp-go's UDPSession), usable wherever a connected
+    stream socket is expected.
+
+    Obtain one from :func:`gkcp.dial`, :func:`gkcp.create_connection` or
+    :meth:`gkcp.Listener.accept`.  KCP has no close handshake: ``close()``
+    flushes and keeps retransmitting unacknowledged data for up to
+    ``linger`` seconds, and a peer that goes silent is detected only through
+    the ``dead_link`` and ``idle_timeout`` limits.
+    """
+
+    family: int
+    type = socket.SOCK_STREAM
+    proto = 0
+
+    def __init__(self, engine: Engine, endpoint: Endpoint, csess: Any, options: Options) -> None:
+        self._engine = engine
+        self._endpoint = endpoint
+        self._c = csess
+        self._options = options
+        self.id: int = lib.gk_sess_id(csess)
+        self.conv: int = lib.gk_sess_conv(csess)
+        self.family = endpoint.sock.family
+        self._readable = Event()
+        self._writable = Event()
+        self._timeout: Optional[float] = socket.getdefaulttimeout()
+        self._read_deadline: Optional[float] = None
+        self._write_deadline: Optional[float] = None
+        self._io_refs = 0
+        self._close_requested = False
+        self._shut_rd = False
+        self._shut_wr = False
+        self._peer = self._read_peer()
+        engine.add_session(self)
+
+    # -- engine side -------------------------------------------------------------
+
+    def _on_event(self, flags: int) -> None:
+        if flags & (lib.GK_EV_READ | lib.GK_EV_DEAD):
+            self._readable.set()
+        if flags & (lib.GK_EV_WRITE | lib.GK_EV_DEAD):
+            self._writable.set()
+
+    def _live(self) -> Any:
+        c = self._c
+        if c is None:
+            raise _closed_error()
+        self._engine.check_thread()
+        return c
+
+    def _read_peer(self) -> Tuple[Any, ...]:
+        raw = ffi.new("char[128]")
+        n = lib.gk_sess_peer(self._c, raw, 128)
+        return from_sockaddr(ffi.buffer(raw, n)[:])
+
+    def _wait(self, event: Event, deadline: Optional[float], end: Optional[float]) -> None:
+        """Block until event is set, the timeout's end or the deadline."""
+        if self._timeout == 0.0:
+            raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+        limit = None if end is None else end - time.monotonic()
+        if deadline is not None:
+            left = deadline - time.time()
+            limit = left if limit is None else min(limit, left)
+        if limit is not None and limit <= 0:
+            raise socket.timeout("timed out")
+        if not event.wait(limit):
+            raise socket.timeout("timed out")
+
+    def _op_end(self) -> Optional[float]:
+        return None if not self._timeout else time.monotonic() + self._timeout
+
+    def _ended(self, code: int, reading: bool) -> Any:
+        status = -code
+        if status == lib.GK_ST_IDLE:
+            if reading:
+                return b""
+            raise ConnectionAbortedError(errno.ETIMEDOUT, "peer silent for more than %s s (idle_timeout)"
+                                         % self._options.idle_timeout)
+        if status == lib.GK_ST_DEADLINK:
+            raise ConnectionAbortedError(errno.ETIMEDOUT, "dead link: a segment was sent %d times "
+                                         "without acknowledgement" % self._options.dead_link)
+        raise ConnectionResetError(errno.ECONNRESET, "the peer started a new conversation from its address")
+
+    # -- reading --------------------------------------------------------------------
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        """Up to bufsize bytes; in message mode at most one message (its next
+        part if bufsize is smaller).  Returns b'' once the session ended by
+        idle timeout or was shut down for reading."""
+        if isinstance(bufsize, bool) or not isinstance(bufsize, int):
+            raise TypeError("bufsize must be an int")
+        if bufsize < 0:
+            raise ValueError("negative buffersize in recv")
+        buf = self._engine.scratch_buffer(bufsize)
+        n = self._recv(buf, bufsize)
+        if isinstance(n, bytes):
+            return n
+        return ffi.buffer(buf, n)[:]
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        """Like socket.recv_into: fill buffer (or its first nbytes) and return the count."""
+        view = ffi.from_buffer(buffer, require_writable=True)
+        if nbytes < 0:
+            raise ValueError("negative buffersize in recv_into")
+        size = len(view) if nbytes == 0 else nbytes
+        if size > len(view):
+            raise ValueError("buffer too small for requested bytes")
+        n = self._recv(view, size)
+        return 0 if isinstance(n, bytes) else n
+
+    def _recv(self, buf: Any, size: int) -> Any:
+        c = self._live()
+        if size == 0 or self._shut_rd:
+            return b""
+        end = self._op_end()
+        while True:
+            self._readable.clear()
+            n = lib.gk_sess_recv(c, buf, size, now_ms())
+            if n > 0:
+                return n
+            if n < 0:
+                return self._ended(n, reading=True)
+            self._wait(self._readable, self._read_deadline, end)
+            c = self._live()
+
+    # -- writing ---------------------------------------------------------------------
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        """Queue as much of data as the send window takes (blocking until
+        some fits) and return the count."""
+        c = self._live()
+        if self._shut_wr:
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe (session shut down for writing)")
+        view = ffi.from_buffer(data)
+        if len(view) == 0:
+            return 0
+        end = self._op_end()
+        while True:
+            self._writable.clear()
+            n = lib.gk_sess_send(c, view, len(view), now_ms())
+            if n > 0:
+                return n
+            if n < 0:
+                self._ended(n, reading=False)
+            self._wait(self._writable, self._write_deadline, end)
+            c = self._live()
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        """Queue all of data; the timeout bounds the whole call, as in the
+        socket module."""
+        c = self._live()
+        if self._shut_wr:
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe (session shut down for writing)")
+        view = ffi.from_buffer(data)
+        total, sent = len(view), 0
+        end = self._op_end()
+        while sent < total:
+            self._writable.clear()
+            n = lib.gk_sess_send(c, view + sent, total - sent, now_ms())
+            if n > 0:
+                sent += n
+                continue
+            if n < 0:
+                self._ended(n, reading=False)
+            self._wait(self._writable, self._write_deadline, end)
+            c = self._live()
+
+    # -- timeouts and deadlines ----------------------------------------------------------
+
+    def settimeout(self, timeout: Optional[float]) -> None:
+        if timeout is not None:
+            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+                raise TypeError("timeout must be a number or None")
+            if timeout < 0:
+                raise ValueError("Timeout value out of range")
+            timeout = float(timeout)
+        self._timeout = timeout
+
+    def gettimeout(self) -> Optional[float]:
+        return self._timeout
+
+    def setblocking(self, flag: bool) -> None:
+        self._timeout = None if flag else 0.0
+
+    def getblocking(self) -> bool:
+        return self._timeout != 0.0
+
+    def set_deadline(self, t: Optional[float]) -> None:
+        """Absolute time (time.time()) after which reads and writes raise
+        socket.timeout; None clears it (Go's SetDeadline)."""
+        self.set_read_deadline(t)
+        self.set_write_deadline(t)
+
+    def set_read_deadline(self, t: Optional[float]) -> None:
+        self._read_deadline = _deadline(t)
+        self._readable.set()  # a waiting reader re-evaluates its limit
+
+    def set_write_deadline(self, t: Optional[float]) -> None:
+        self._write_deadline = _deadline(t)
+        self._writable.set()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._c is None
+
+    def close(self) -> None:
+        """Idempotent.  Flushes, then keeps retransmitting unacknowledged data
+        in the background for up to ``linger`` seconds; the session's memory
+        and, for a dialed session, its UDP socket are released after that.
+        With makefile() objects still open, the close happens when the last
+        of them is closed (as with socket.socket)."""
+        self._close_requested = True
+        if self._io_refs <= 0:
+            self._real_close()
+
+    def _real_close(self) -> None:
+        c = self._c
+        if c is None:
+            return
+        self._c = None
+        freed = lib.gk_sess_close(c, now_ms(), int(self._options.linger * 1000))
+        self._engine.forget_session(self.id, self._endpoint, lingering=not freed)
+        self._readable.set()
+        self._writable.set()
+
+    def __del__(self) -> None:
+        try:
+            if self._c is not None:
+                self._real_close()
+        except Exception:  # interpreter shutdown: the core may be gone already
+            pass
+
+    def shutdown(self, how: int) -> None:
+        """KCP has no half-close on the wire: SHUT_WR makes later sends raise
+        BrokenPipeError (queued data is still delivered); SHUT_RD makes later
+        recv calls return b''."""
+        self._live()
+        if how not in (socket.SHUT_RD, socket.SHUT_WR, socket.SHUT_RDWR):
+            raise ValueError("how must be SHUT_RD, SHUT_WR or SHUT_RDWR")
+        if how in (socket.SHUT_RD, socket.SHUT_RDWR):
+            self._shut_rd = True
+            self._readable.set()
+        if how in (socket.SHUT_WR, socket.SHUT_RDWR):
+            self._shut_wr = True
+            self._writable.set()
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._c is None else "peer=%s" % (self._peer,)
+        return "<gkcp.Session conv=%#010x %s>" % (self.conv, state)
+
+    # -- socket-like extras ----------------------------------------------------------
+
+    def getpeername(self) -> Tuple[Any, ...]:
+        self._live()
+        return self._peer
+
+    def getsockname(self) -> Tuple[Any, ...]:
+        self._live()
+        return self._endpoint.sock.getsockname()
+
+    def fileno(self) -> int:
+        """-1: a session has no descriptor of its own (a dialed session's UDP
+        socket must not be read by anyone but gkcp), so select()-style
+        polling is not possible; use greenlets."""
+        return -1
+
+    def setsockopt(self, level: int, option: int, value: Any) -> None:
+        """TCP_NODELAY maps to KCP's ack no-delay; other options raise
+        OSError(ENOPROTOOPT), which stdlib clients tolerate."""
+        self._live()
+        if level == socket.IPPROTO_TCP and option == socket.TCP_NODELAY:
+            self.set_ack_no_delay(bool(value))
+            return
+        raise OSError(errno.ENOPROTOOPT, "Protocol not available (KCP session)")
+
+    def getsockopt(self, level: int, option: int, buflen: int = 0) -> int:
+        self._live()
+        if level == socket.IPPROTO_TCP and option == socket.TCP_NODELAY:
+            return int(bool(self._options.ack_nodelay))
+        raise OSError(errno.ENOPROTOOPT, "Protocol not available (KCP session)")
+
+    def makefile(self, mode: str = "r", buffering: Optional[int] = None, *, encoding: Optional[str] = None,
+                 errors: Optional[str] = None, newline: Optional[str] = None) -> Any:
+        """A file object over the session, as socket.socket.makefile."""
+        if not set(mode) <= {"r", "w", "b"}:
+            raise ValueError("invalid mode %r (only r, w, b allowed)" % (mode,))
+        writing = "w" in mode
+        reading = "r" in mode or not writing
+        binary = "b" in mode
+        rawmode = ("r" if reading else "") + ("w" if writing else "")
+        raw = socket.SocketIO(self, rawmode)  # type: ignore[arg-type]
+        self._io_refs += 1
+        if buffering is None:
+            buffering = -1
+        if buffering < 0:
+            buffering = io.DEFAULT_BUFFER_SIZE
+        if buffering == 0:
+            if not binary:
+                raise ValueError("unbuffered streams must be binary")
+            return raw
+        if reading and writing:
+            buffer: Any = io.BufferedRWPair(raw, raw, buffering)
+        elif reading:
+            buffer = io.BufferedReader(raw, buffering)
+        else:
+            buffer = io.BufferedWriter(raw, buffering)
+        if binary:
+            return buffer
+        text = io.TextIOWrapper(buffer, encoding, errors, newline)
+        text.mode = mode  # type: ignore[misc]
+        return text
+
+    def _decref_socketios(self) -> None:
+        if self._io_refs > 0:
+            self._io_refs -= 1
+        if self._close_requested and self._io_refs <= 0:
+            self._real_close()
+
+    # -- KCP tuning (kcp-go's UDPSession setters) ----------------------------------------
+
+    def _reconfigure(self, **changes: Any) -> None:
+        c = self._live()
+        options = make_options(self._options, **changes)
+        if options.header_bytes() != self._options.header_bytes():
+            raise ValueError("FEC and crypto are fixed when a session is created")
+        from .engine import c_config
+        if lib.gk_sess_configure(c, c_config(options)) < 0:
+            raise ValueError("the core refused %r" % (changes,))
+        self._options = options
+
+    def set_nodelay(self, nodelay: int, interval: int, resend: int, nc: int) -> None:
+        """kcp-go SetNoDelay: e.g. (1, 10, 2, 1) for the lowest latency."""
+        self._reconfigure(nodelay=nodelay, interval=interval, resend=resend, nc=nc)
+
+    def set_window_size(self, sndwnd: int, rcvwnd: int) -> None:
+        self._reconfigure(sndwnd=sndwnd, rcvwnd=rcvwnd)
+
+    def set_mtu(self, mtu: int) -> None:
+        self._reconfigure(mtu=mtu)
+
+    def set_stream_mode(self, enable: bool) -> None:
+        self._reconfigure(stream=bool(enable))
+
+    def set_ack_no_delay(self, enable: bool) -> None:
+        self._reconfigure(ack_nodelay=bool(enable))
+
+    def set_write_delay(self, enable: bool) -> None:
+        self._reconfigure(write_delay=bool(enable))
+
+    def set_dead_link(self, transmissions: int) -> None:
+        self._reconfigure(dead_link=transmissions)
+
+    def set_idle_timeout(self, seconds: Optional[float]) -> None:
+        self._reconfigure(idle_timeout=seconds)
+
+    @property
+    def options(self) -> Options:
+        return self._options
+
+    # -- statistics ------------------------------------------------------------------
+
+    def info(self) -> Dict[str, int]:
+        """KCP state: windows, queue lengths, RTT estimates, retransmissions."""
+        c = self._live()
+        info = ffi.new("gk_kcp_info *")
+        lib.gk_sess_get_info(c, info)
+        return {name: getattr(info, name) for name in _INFO_FIELDS}
+
+    @property
+    def rto(self) -> int:
+        """Current retransmission timeout, ms."""
+        return self.info()["rx_rto"]
+
+    @property
+    def srtt(self) -> int:
+        """Smoothed round-trip time, ms."""
+        return self.info()["rx_srtt"]
+
+    @property
+    def srttvar(self) -> int:
+        """Round-trip time variation, ms."""
+        return self.info()["rx_rttvar"]
+
+    def pending(self) -> int:
+        """Segments queued or in flight."""
+        return lib.gk_sess_waitsnd(self._live())
+
+
+def _deadline(t: Optional[float]) -> Optional[float]:
+    if t is None:
+        return None
+    if isinstance(t, bool) or not isinstance(t, (int, float)):
+        raise TypeError("deadline must be a time.time() value or None")
+    return float(t)
+
+
+_DEFAULT = object()
+
+
+def dial(address: Any, *, conv: Optional[int] = None, sock: Optional[socket.socket] = None,
+         source_address: Optional[Tuple[str, int]] = None, **options: Any) -> Session:
+    """A session to address ((host, port) or 'host:port'), over a new UDP
+    socket or over sock (kcp-go's NewConn).  conv defaults to 32 random bits.
+    Options: see gkcp.Options.  No packet is sent until the first write: KCP
+    has no handshake, so this never blocks and never fails for an absent peer."""
+    from ._addr import resolve, to_sockaddr
+    from .engine import get_engine, open_udp_socket
+
+    opts = make_options(**options)
+    if conv is None:
+        conv = int.from_bytes(os.urandom(4), "little")
+    elif isinstance(conv, bool) or not isinstance(conv, int) or not 0 <= conv <= 0xFFFFFFFF:
+        raise ValueError("conv must be an int in 0..2**32-1, got %r" % (conv,))
+    family, sockaddr = resolve(address)
+    if sock is None:
+        bind_to = source_address if source_address is not None else ("::" if family == socket.AF_INET6 else "0.0.0.0", 0)
+        sock = open_udp_socket(family, opts, bind_to=bind_to)
+    elif sock.type != socket.SOCK_DGRAM:
+        raise ValueError("sock must be a UDP (SOCK_DGRAM) socket")
+    engine = get_engine()
+    endpoint = Endpoint(engine, sock, False, opts)
+    raw = to_sockaddr(family, sockaddr)
+    csess = lib.gk_udp_dial(endpoint.c, raw, len(raw), conv, now_ms())
+    if csess == ffi.NULL:
+        endpoint.release()
+        raise OSError("could not create a session to %r" % (address,))
+    return Session(engine, endpoint, csess, opts)
+
+
+def create_connection(address: Any, timeout: Any = _DEFAULT, source_address: Optional[Tuple[str, int]] = None,
+                      **options: Any) -> Session:
+    """socket.create_connection for KCP: a Session with the given timeout
+    (default: socket.getdefaulttimeout()) and KCP options."""
+    session = dial(address, source_address=source_address, **options)
+    if timeout is not _DEFAULT:
+        try:
+            session.settimeout(timeout)
+        except BaseException:
+            session.close()
+            raise
+    return session
