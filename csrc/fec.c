@@ -277,36 +277,52 @@ static void drop_oldest(gk_fec_decoder *dec)
 
 static int says_data(uint32_t seq, int ds, int n) { return (int)(seq % (uint32_t)n) < ds; }
 
-/* The peer's shape from the autotune ring: the length of a run of
- * consecutive-seqid data pulses and of parity pulses, each bounded on both
- * sides by a pulse of the other kind with a contiguous seqid.  A sender with
- * a fixed shape makes every such run exactly ds or ps long, so all complete
- * runs of a kind must agree; any disagreement yields no answer.  Unlike
- * kcp-go's ring, empty slots are marked, so a never-received seqid cannot
- * pose as a pulse. */
+/* The peer's shape from the autotune ring (kcp-go's autotune.go samples the
+ * same ring but reads it differently).  A kcp-go sender's packet types follow
+ * seqid mod n < ds exactly, so every sample in the ring must agree with its
+ * shape: for the true n, all data seqids have smaller residues than all
+ * parity seqids.  The answer counts only if exactly one n <= 256 passes and
+ * its boundary leaves no choice of ds; while samples are too few to rule out
+ * other shapes there is no answer.  Unlike kcp-go's edge-to-edge run length
+ * this needs no loss-free run of n+2 packets, so it settles under heavy loss,
+ * and samples of another shape (a peer that changed) block it instead of
+ * being measured. */
 static int measure_shape(const gk_fec_decoder *dec, int *ds, int *ps)
 {
-    int run[2] = {0, 0}; /* [is_data] */
-    int start = -1;      /* slot where the current run began at an edge */
-    for (int i = 1; i < AUTOTUNE_SLOTS; i++) {
-        const pulse *a = &dec->pulses[i - 1], *b = &dec->pulses[i];
-        if (!a->valid || !b->valid || a->seq + 1 != b->seq) {
-            start = -1;
-            continue;
+    uint32_t seq[AUTOTUNE_SLOTS];
+    uint8_t data[AUTOTUNE_SLOTS];
+    int m = 0, ndata = 0;
+    for (int i = 0; i < AUTOTUNE_SLOTS; i++) {
+        if (dec->pulses[i].valid) {
+            seq[m] = dec->pulses[i].seq;
+            data[m] = dec->pulses[i].is_data;
+            ndata += data[m];
+            m++;
         }
-        if (a->is_data == b->is_data)
-            continue;
-        if (start >= 0) {
-            int len = i - start;
-            if (run[a->is_data] && run[a->is_data] != len)
-                return 0;
-            run[a->is_data] = len;
-        }
-        start = i;
     }
-    *ds = run[1];
-    *ps = run[0];
-    return run[0] && run[1] && gk_fec_shape_ok(run[1], run[0]);
+    if (ndata == 0 || ndata == m)
+        return 0;
+    int found = 0;
+    for (int n = 2; n <= GK_RS_MAX_SHARDS; n++) {
+        int maxd = -1, minp = n;
+        for (int i = 0; i < m && maxd < minp; i++) {
+            int r = (int)(seq[i] % (uint32_t)n);
+            if (data[i]) {
+                if (r > maxd)
+                    maxd = r;
+            } else if (r < minp) {
+                minp = r;
+            }
+        }
+        if (maxd >= minp)
+            continue;
+        if (found || maxd + 1 != minp)
+            return 0;
+        found = 1;
+        *ds = minp;
+        *ps = n - minp;
+    }
+    return found;
 }
 
 /* Decides whether this packet's group may be reconstructed: the shape must
@@ -321,7 +337,7 @@ static void check_shape(gk_fec_decoder *dec, uint32_t seq, int is_data)
         dec->confirmed = 0;
     if (!dec->confirmed) {
         int ds, ps;
-        if (measure_shape(dec, &ds, &ps) && says_data(seq, ds, ds + ps) == is_data &&
+        if (measure_shape(dec, &ds, &ps) &&
             ((ds == dec->ds && ps == dec->ps && dec->rs) || decoder_set_shape(dec, ds, ps) == 0))
             dec->confirmed = 1;
     }
