@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 import time
 import weakref
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -21,11 +20,18 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import gevent
 from gevent.event import Event
 from gevent.hub import get_hub
+from gevent.monkey import get_original
 
 from ._core import ffi, lib
 from .options import Options
 
 __all__ = ["Engine", "Endpoint", "get_engine", "now_ms"]
+
+# The OS thread's identity and storage even after gevent.monkey.patch_thread(),
+# which turns threading.get_ident/local into per-greenlet ones: an engine
+# belongs to a hub, and a hub to an OS thread, not to a greenlet.
+_thread_ident = get_original("_thread", "get_ident")
+_thread_local = get_original("_thread", "_local")
 
 _BATCHES_PER_WAKEUP = 8
 _EVENTS_PER_CALL = 256
@@ -57,7 +63,7 @@ class Engine:
 
     def __init__(self, hub: Any) -> None:
         self.hub = hub
-        self.thread_id = threading.get_ident()
+        self.thread_id = _thread_ident()
         self._c = ffi.gc(lib.gk_engine_new(os.urandom(48)), lib.gk_engine_free)
         if self._c == ffi.NULL:
             raise MemoryError("gk_engine_new failed")
@@ -75,7 +81,7 @@ class Engine:
         return self._c
 
     def check_thread(self) -> None:
-        if threading.get_ident() != self.thread_id:
+        if _thread_ident() != self.thread_id:
             raise RuntimeError("a gkcp object is bound to the gevent hub of the thread that created it; "
                                "use it from that thread")
 
@@ -266,7 +272,7 @@ def make_crypt(options: Options) -> Tuple[Any, bool]:
     return options.crypt, False
 
 
-_per_thread = threading.local()
+_per_thread = _thread_local()
 
 
 def get_engine() -> Engine:
