@@ -119,6 +119,7 @@ avx2_column(const uint8_t *coef, int nsrc, const int nd, const uint8_t *const *s
 {
     __m256i acc[4];
     const __m256i mask = _mm256_set1_epi8(0x0f);
+#pragma GCC unroll 8
     for (int d = 0; d < nd; d++)
         acc[d] = accumulate ? _mm256_loadu_si256((const __m256i *)(dst[d] + off))
                             : _mm256_setzero_si256();
@@ -126,6 +127,7 @@ avx2_column(const uint8_t *coef, int nsrc, const int nd, const uint8_t *const *s
         __m256i x = _mm256_loadu_si256((const __m256i *)(src[s] + off));
         __m256i lo = _mm256_and_si256(x, mask);
         __m256i hi = _mm256_and_si256(_mm256_srli_epi64(x, 4), mask);
+#pragma GCC unroll 8
         for (int d = 0; d < nd; d++) {
             const uint8_t(*t)[16] = gf_nib_tab[coef[d * nsrc + s]];
             __m256i tl = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i *)t[0]));
@@ -134,98 +136,132 @@ avx2_column(const uint8_t *coef, int nsrc, const int nd, const uint8_t *const *s
                                                                _mm256_shuffle_epi8(th, hi)));
         }
     }
+#pragma GCC unroll 8
     for (int d = 0; d < nd; d++)
         _mm256_storeu_si256((__m256i *)(dst[d] + off), acc[d]);
+}
+
+__attribute__((target("avx2"), always_inline)) static inline void
+avx2_run(const uint8_t *coef, int nsrc, const int nd, const uint8_t *const *src,
+         uint8_t *const *dst, size_t start, size_t end, int accumulate)
+{
+    for (size_t off = start; off + 32 <= end; off += 32)
+        avx2_column(coef, nsrc, nd, src, dst, off, accumulate);
 }
 
 __attribute__((target("avx2"))) static void
 avx2_columns(const uint8_t *coef, int nsrc, int nd, const uint8_t *const *src,
              uint8_t *const *dst, size_t start, size_t end, int accumulate)
 {
-    for (size_t off = start; off + 32 <= end; off += 32) {
-        switch (nd) {
-        case 4: avx2_column(coef, nsrc, 4, src, dst, off, accumulate); break;
-        case 3: avx2_column(coef, nsrc, 3, src, dst, off, accumulate); break;
-        case 2: avx2_column(coef, nsrc, 2, src, dst, off, accumulate); break;
-        default: avx2_column(coef, nsrc, 1, src, dst, off, accumulate); break;
-        }
+    switch (nd) {
+    case 4: avx2_run(coef, nsrc, 4, src, dst, start, end, accumulate); break;
+    case 3: avx2_run(coef, nsrc, 3, src, dst, start, end, accumulate); break;
+    case 2: avx2_run(coef, nsrc, 2, src, dst, start, end, accumulate); break;
+    default: avx2_run(coef, nsrc, 1, src, dst, start, end, accumulate); break;
     }
 }
 
 /* ---- GFNI on 256-bit vectors ------------------------------------------- */
 
 __attribute__((target("avx2,gfni"), always_inline)) static inline void
-gfni_column(const uint8_t *coef, int nsrc, const int nd, const uint8_t *const *src,
+gfni_column(const uint64_t *mat, int nsrc, const int nd, const uint8_t *const *src,
             uint8_t *const *dst, size_t off, int accumulate)
 {
     __m256i acc[6];
+#pragma GCC unroll 8
     for (int d = 0; d < nd; d++)
         acc[d] = accumulate ? _mm256_loadu_si256((const __m256i *)(dst[d] + off))
                             : _mm256_setzero_si256();
     for (int s = 0; s < nsrc; s++) {
         __m256i x = _mm256_loadu_si256((const __m256i *)(src[s] + off));
+#pragma GCC unroll 8
         for (int d = 0; d < nd; d++) {
-            __m256i m = _mm256_set1_epi64x((long long)gf_aff_tab[coef[d * nsrc + s]]);
+            __m256i m = _mm256_set1_epi64x((long long)mat[s * nd + d]);
             acc[d] = _mm256_xor_si256(acc[d], _mm256_gf2p8affine_epi64_epi8(x, m, 0));
         }
     }
+#pragma GCC unroll 8
     for (int d = 0; d < nd; d++)
         _mm256_storeu_si256((__m256i *)(dst[d] + off), acc[d]);
+}
+
+__attribute__((target("avx2,gfni"), always_inline)) static inline void
+gfni_run(const uint64_t *mat, int nsrc, const int nd, const uint8_t *const *src,
+         uint8_t *const *dst, size_t start, size_t end, int accumulate)
+{
+    for (size_t off = start; off + 32 <= end; off += 32)
+        gfni_column(mat, nsrc, nd, src, dst, off, accumulate);
 }
 
 __attribute__((target("avx2,gfni"))) static void
 gfni_columns(const uint8_t *coef, int nsrc, int nd, const uint8_t *const *src,
              uint8_t *const *dst, size_t start, size_t end, int accumulate)
 {
-    for (size_t off = start; off + 32 <= end; off += 32) {
-        switch (nd) {
-        case 6: gfni_column(coef, nsrc, 6, src, dst, off, accumulate); break;
-        case 5: gfni_column(coef, nsrc, 5, src, dst, off, accumulate); break;
-        case 4: gfni_column(coef, nsrc, 4, src, dst, off, accumulate); break;
-        case 3: gfni_column(coef, nsrc, 3, src, dst, off, accumulate); break;
-        case 2: gfni_column(coef, nsrc, 2, src, dst, off, accumulate); break;
-        default: gfni_column(coef, nsrc, 1, src, dst, off, accumulate); break;
-        }
+    uint64_t mat[6 * TAIL_MAX_SRC]; /* source-major, so the inner loop walks it */
+    for (int s = 0; s < nsrc; s++)
+        for (int d = 0; d < nd; d++)
+            mat[s * nd + d] = gf_aff_tab[coef[d * nsrc + s]];
+    switch (nd) {
+    case 6: gfni_run(mat, nsrc, 6, src, dst, start, end, accumulate); break;
+    case 5: gfni_run(mat, nsrc, 5, src, dst, start, end, accumulate); break;
+    case 4: gfni_run(mat, nsrc, 4, src, dst, start, end, accumulate); break;
+    case 3: gfni_run(mat, nsrc, 3, src, dst, start, end, accumulate); break;
+    case 2: gfni_run(mat, nsrc, 2, src, dst, start, end, accumulate); break;
+    default: gfni_run(mat, nsrc, 1, src, dst, start, end, accumulate); break;
     }
 }
 
 /* ---- GFNI on 512-bit vectors, masked tail ------------------------------ */
 
 __attribute__((target("avx512f,avx512bw,gfni"), always_inline)) static inline void
-gfni512_column(const uint8_t *coef, int nsrc, const int nd, const uint8_t *const *src,
+gfni512_column(const uint64_t *mat, int nsrc, const int nd, const uint8_t *const *src,
                uint8_t *const *dst, size_t off, __mmask64 k, int accumulate)
 {
     __m512i acc[8];
+#pragma GCC unroll 8
     for (int d = 0; d < nd; d++)
         acc[d] = accumulate ? _mm512_maskz_loadu_epi8(k, dst[d] + off) : _mm512_setzero_si512();
     for (int s = 0; s < nsrc; s++) {
         __m512i x = _mm512_maskz_loadu_epi8(k, src[s] + off);
+#pragma GCC unroll 8
         for (int d = 0; d < nd; d++) {
-            __m512i m = _mm512_set1_epi64((long long)gf_aff_tab[coef[d * nsrc + s]]);
+            __m512i m = _mm512_set1_epi64((long long)mat[s * nd + d]);
             acc[d] = _mm512_xor_si512(acc[d], _mm512_gf2p8affine_epi64_epi8(x, m, 0));
         }
     }
+#pragma GCC unroll 8
     for (int d = 0; d < nd; d++)
         _mm512_mask_storeu_epi8(dst[d] + off, k, acc[d]);
+}
+
+__attribute__((target("avx512f,avx512bw,gfni"), always_inline)) static inline void
+gfni512_run(const uint64_t *mat, int nsrc, const int nd, const uint8_t *const *src,
+            uint8_t *const *dst, size_t len, int accumulate)
+{
+    size_t off = 0;
+    for (; off + 64 <= len; off += 64)
+        gfni512_column(mat, nsrc, nd, src, dst, off, ~(__mmask64)0, accumulate);
+    if (off < len)
+        gfni512_column(mat, nsrc, nd, src, dst, off, ((__mmask64)1 << (len - off)) - 1, accumulate);
 }
 
 __attribute__((target("avx512f,avx512bw,gfni"))) static void
 gfni512_group(const uint8_t *coef, int nsrc, int nd, const uint8_t *const *src,
               uint8_t *const *dst, size_t len, int accumulate)
 {
-    for (size_t off = 0; off < len; off += 64) {
-        size_t left = len - off;
-        __mmask64 k = left >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << left) - 1);
-        switch (nd) {
-        case 8: gfni512_column(coef, nsrc, 8, src, dst, off, k, accumulate); break;
-        case 7: gfni512_column(coef, nsrc, 7, src, dst, off, k, accumulate); break;
-        case 6: gfni512_column(coef, nsrc, 6, src, dst, off, k, accumulate); break;
-        case 5: gfni512_column(coef, nsrc, 5, src, dst, off, k, accumulate); break;
-        case 4: gfni512_column(coef, nsrc, 4, src, dst, off, k, accumulate); break;
-        case 3: gfni512_column(coef, nsrc, 3, src, dst, off, k, accumulate); break;
-        case 2: gfni512_column(coef, nsrc, 2, src, dst, off, k, accumulate); break;
-        default: gfni512_column(coef, nsrc, 1, src, dst, off, k, accumulate); break;
-        }
+    uint64_t mat[8 * TAIL_MAX_SRC]; /* source-major, so the inner loop walks it */
+    for (int s = 0; s < nsrc; s++)
+        for (int d = 0; d < nd; d++)
+            mat[s * nd + d] = gf_aff_tab[coef[d * nsrc + s]];
+    switch (nd) {
+    case 8: gfni512_run(mat, nsrc, 8, src, dst, len, accumulate); break;
+    case 7: gfni512_run(mat, nsrc, 7, src, dst, len, accumulate); break;
+    case 6: gfni512_run(mat, nsrc, 6, src, dst, len, accumulate); break;
+    case 5: gfni512_run(mat, nsrc, 5, src, dst, len, accumulate); break;
+    case 4: gfni512_run(mat, nsrc, 4, src, dst, len, accumulate); break;
+    case 3: gfni512_run(mat, nsrc, 3, src, dst, len, accumulate); break;
+    case 2: gfni512_run(mat, nsrc, 2, src, dst, len, accumulate); break;
+    default: gfni512_run(mat, nsrc, 1, src, dst, len, accumulate); break;
     }
 }
 
