@@ -6,4 +6,5 @@ Each command is a module of this package with ``main(argv) -> int``.
 #: subcommand -> module name (relative to this package)
 COMMANDS = {
     "crypto": "crypto",
+    "fec": "fec",
 }
