@@ -1,8 +1,9 @@
 """The KCP ARQ core (csrc/kcp.c) driven directly through cffi.
 
 Two cores are joined by a simulated link with a virtual clock; nothing here
-touches sockets or the wall clock.  test_kcpgo_vectors replays scripts on the
-real kcp-go (tests/go/kcpvec) and compares packets byte for byte.
+touches sockets or the wall clock.  The test_kcpgo_* tests replay scripted and
+random scripts on the real kcp-go (tests/go/kcpvec, built with the Go
+toolchain, which is required) and compare the packets byte for byte.
 """
 import hashlib
 import heapq
@@ -23,11 +24,6 @@ PUSH, ACK, WASK, WINS = 81, 82, 83, 84
 HDR = struct.Struct("<IBBHIIII")
 M32 = 0xFFFFFFFF
 STATS = ffi.addressof(lib, "gk_stats")
-
-
-def sdiff(a, b):
-    d = (a - b) & M32
-    return d - (1 << 32) if d >= 1 << 31 else d
 
 
 def stat(name):
@@ -260,7 +256,8 @@ def test_stream_mode_transfer_with_loss():
     sim = Sim(a, b, delay=15, drop=lambda src, n, pkt: rnd.random() < 0.1)
     payload = stream_bytes(3, 400_000)
     transfer(a, b, payload, 777, sim)
-    # stream mode packs: every PUSH but the last few is a full mss
+    # 777-byte writes are packed into full segments: about len/mss of them,
+    # not len/777
     assert b.info().rcv_nxt < len(payload) // 1376 + 50
 
 
@@ -281,11 +278,56 @@ def test_stream_mode_tops_up_last_unsent_segment():
     assert a.send(b"d") == 0
     a.flush(1)
     assert [s[7] for s in pushes(a.take())] == [b"d"]
+    # frg stays 0 in stream mode, so there is no 255-segment limit
+    assert a.send(b"e" * (1376 * 300)) == 0
+
+
+def test_flush_returns_time_to_next_need():
+    a = Kcp(1)
+    lib.gk_kcp_nodelay(a.k, 0, 1000, 0, 1)
+    assert a.flush(0) == 1000, "nothing in flight: the interval"
+    a.send(b"x")
+    assert a.flush(0) == 200, "the initial RTO"
+    assert a.flush(150) == 50
+    assert pushes(a.take()) and not a.take()
+    assert a.flush(200) == 400, "RTO expired: resent, the RTO backs off by rx_rto"
+    assert len(pushes(a.take())) == 1
+    a.input(seg(1, ACK, sn=0, una=1, ts=200), 250)
+    assert a.flush(250) == 1000
+
+
+def test_rtt_estimator_and_non_regular_input():
+    a = Kcp(1)
+    lib.gk_kcp_nodelay(a.k, 0, 100, 0, 1)
+    info = [a.info()]
+
+    def ack_at(now, rtt, regular=1):
+        a.input(seg(1, ACK, sn=99, ts=now - rtt, wnd=50 + rtt % 1000), now, regular=regular)
+        info[0] = a.info()
+        return info[0].rx_srtt, info[0].rx_rttvar, info[0].rx_rto
+
+    assert ack_at(1000, 50) == (50, 25, 150)
+    # rttvar gains 1/4 with a floor shift: (0 - 25) >> 2 == -7
+    assert ack_at(2000, 50) == (50, 18, 150)
+    # a sample below srtt - rttvar only moves rttvar by 1/32
+    assert ack_at(3000, 10) == (45, 18, 145)
+    assert info[0].rmt_wnd == 60
+    # FEC-recovered (non-regular) packets change neither RTT nor the remote window
+    assert ack_at(4000, 500, regular=0) == (45, 18, 145)
+    assert info[0].rmt_wnd == 60
+    repeat = stat("RepeatSegs")
+    a.input(seg(1, PUSH, sn=0, data=b"d"), 4000)
+    a.input(seg(1, PUSH, sn=0, data=b"d"), 4000, regular=0)
+    assert stat("RepeatSegs") == repeat
+    a.input(seg(1, PUSH, sn=0, data=b"d"), 4000)
+    assert stat("RepeatSegs") == repeat + 1
+    # rto is bounded by the minimum RTO and 60 s
+    assert ack_at(100_000, 90_000)[2] == 60000
 
 
 def test_retransmission_on_loss():
     a, b = pair()
-    before = {n: stat(n) for n in ("RetransSegs", "LostSegs", "RepeatSegs")}
+    before = {n: stat(n) for n in ("RetransSegs", "LostSegs")}
     dropped = {1, 2, 5}
     sim = Sim(a, b, drop=lambda src, n, pkt: src == 0 and n in dropped)
     payload = stream_bytes(4, 40_000)
