@@ -1,7 +1,7 @@
 """The KCP ARQ core (csrc/kcp.c) driven directly through cffi.
 
-Two cores are joined by a simulated link with a virtual clock; nothing here
-touches sockets or the wall clock.  The test_kcpgo_* tests replay scripted and
+Two cores are joined by a simulated link with a virtual clock; no sockets,
+and the cores never see the wall clock.  The test_kcpgo_* tests replay scripted and
 random scripts on the real kcp-go (tests/go/kcpvec, built with the Go
 toolchain, which is required) and compare the packets byte for byte.
 """
@@ -662,7 +662,13 @@ def build_kcpvec():
     return VEC_BIN
 
 
-NOW = 1000  # our clock during a script: between OLD and FRESH, like kcp-go's
+# Scripts compare everything but the ts of PUSH segments, which each side
+# stamps from its own clock: ours reads NOW, kcp-go's a few tens of ms.  ACKs
+# in scripts carry ts FRESH (newer than any segment on both sides, so they
+# count as fast ACKs) or OLD (older: they do not), and no script waits long
+# enough for an RTO or a window probe, so the clocks never show on the wire.
+# Receive windows stay >= 128, where our wndsize floor and kcp-go agree.
+NOW = 1000
 
 
 def run_step(k, s):
@@ -716,7 +722,7 @@ def I(data, regular=True, ack_nodelay=False):
 
 F = {"op": "flush", "ack_only": False}
 FA = {"op": "flush", "ack_only": True}
-FRESH, OLD = 50000, 1  # ACK ts after / before every ts the senders stamp
+FRESH, OLD = 50000, 1
 
 
 def send(data):
