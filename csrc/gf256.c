@@ -114,7 +114,7 @@ static void matrix_portable(const uint8_t *coef, int nsrc, int ndst,
 /* ---- AVX2: split-nibble vpshufb ---------------------------------------- */
 
 __attribute__((target("avx2"), always_inline)) static inline void
-avx2_column(const uint8_t *coef, int nsrc, const int nd, const uint8_t *const *src,
+avx2_column(const uint8_t *const *tab, int nsrc, const int nd, const uint8_t *const *src,
             uint8_t *const *dst, size_t off, int accumulate)
 {
     __m256i acc[4];
@@ -129,9 +129,9 @@ avx2_column(const uint8_t *coef, int nsrc, const int nd, const uint8_t *const *s
         __m256i hi = _mm256_and_si256(_mm256_srli_epi64(x, 4), mask);
 #pragma GCC unroll 8
         for (int d = 0; d < nd; d++) {
-            const uint8_t(*t)[16] = gf_nib_tab[coef[d * nsrc + s]];
-            __m256i tl = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i *)t[0]));
-            __m256i th = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i *)t[1]));
+            const uint8_t *t = tab[s * nd + d];
+            __m256i tl = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i *)t));
+            __m256i th = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i *)(t + 16)));
             acc[d] = _mm256_xor_si256(acc[d], _mm256_xor_si256(_mm256_shuffle_epi8(tl, lo),
                                                                _mm256_shuffle_epi8(th, hi)));
         }
@@ -142,22 +142,26 @@ avx2_column(const uint8_t *coef, int nsrc, const int nd, const uint8_t *const *s
 }
 
 __attribute__((target("avx2"), always_inline)) static inline void
-avx2_run(const uint8_t *coef, int nsrc, const int nd, const uint8_t *const *src,
+avx2_run(const uint8_t *const *tab, int nsrc, const int nd, const uint8_t *const *src,
          uint8_t *const *dst, size_t start, size_t end, int accumulate)
 {
     for (size_t off = start; off + 32 <= end; off += 32)
-        avx2_column(coef, nsrc, nd, src, dst, off, accumulate);
+        avx2_column(tab, nsrc, nd, src, dst, off, accumulate);
 }
 
 __attribute__((target("avx2"))) static void
 avx2_columns(const uint8_t *coef, int nsrc, int nd, const uint8_t *const *src,
              uint8_t *const *dst, size_t start, size_t end, int accumulate)
 {
+    const uint8_t *tab[4 * TAIL_MAX_SRC]; /* source-major nibble tables */
+    for (int s = 0; s < nsrc; s++)
+        for (int d = 0; d < nd; d++)
+            tab[s * nd + d] = gf_nib_tab[coef[d * nsrc + s]][0];
     switch (nd) {
-    case 4: avx2_run(coef, nsrc, 4, src, dst, start, end, accumulate); break;
-    case 3: avx2_run(coef, nsrc, 3, src, dst, start, end, accumulate); break;
-    case 2: avx2_run(coef, nsrc, 2, src, dst, start, end, accumulate); break;
-    default: avx2_run(coef, nsrc, 1, src, dst, start, end, accumulate); break;
+    case 4: avx2_run(tab, nsrc, 4, src, dst, start, end, accumulate); break;
+    case 3: avx2_run(tab, nsrc, 3, src, dst, start, end, accumulate); break;
+    case 2: avx2_run(tab, nsrc, 2, src, dst, start, end, accumulate); break;
+    default: avx2_run(tab, nsrc, 1, src, dst, start, end, accumulate); break;
     }
 }
 
@@ -221,7 +225,20 @@ gfni512_column(const uint64_t *mat, int nsrc, const int nd, const uint8_t *const
 #pragma GCC unroll 8
     for (int d = 0; d < nd; d++)
         acc[d] = accumulate ? _mm512_maskz_loadu_epi8(k, dst[d] + off) : _mm512_setzero_si512();
-    for (int s = 0; s < nsrc; s++) {
+    /* Sources in pairs: one vpternlogq folds two products into an
+     * accumulator, leaving the affine unit as the only busy port. */
+    int s = 0;
+    for (; s + 2 <= nsrc; s += 2) {
+        __m512i x0 = _mm512_maskz_loadu_epi8(k, src[s] + off);
+        __m512i x1 = _mm512_maskz_loadu_epi8(k, src[s + 1] + off);
+#pragma GCC unroll 8
+        for (int d = 0; d < nd; d++) {
+            __m512i p0 = _mm512_gf2p8affine_epi64_epi8(x0, _mm512_set1_epi64((long long)mat[s * nd + d]), 0);
+            __m512i p1 = _mm512_gf2p8affine_epi64_epi8(x1, _mm512_set1_epi64((long long)mat[(s + 1) * nd + d]), 0);
+            acc[d] = _mm512_ternarylogic_epi64(acc[d], p0, p1, 0x96);
+        }
+    }
+    if (s < nsrc) {
         __m512i x = _mm512_maskz_loadu_epi8(k, src[s] + off);
 #pragma GCC unroll 8
         for (int d = 0; d < nd; d++) {
