@@ -24,6 +24,11 @@ is routed (the stdlib clients above do); code that bound it earlier with
 ``from socket import create_connection``, or that builds sockets itself
 (urllib3, hence requests), is not.
 
+Protocols in which the server speaks first (SMTP's greeting, so
+``smtplib``; FTP, POP3, IMAP) cannot work over KCP as it stands: KCP has no
+handshake, so the server learns of a client only from the client's first
+bytes, while the client waits for the greeting.
+
 Thread safety: patching is process-wide.  Patch and unpatch while no other
 thread is connecting (e.g. at start-up); routed calls themselves may come
 from any thread, and a session belongs to the thread (gevent hub) that

@@ -264,6 +264,39 @@ def test_max_accept_lets_handlers_run_during_an_accept_burst(servers):
         client.close()
 
 
+def test_session_behaves_like_a_socket_for_handler_and_client(servers):
+    """What code written for sockets relies on, across a KCPServer: file
+    objects in every mode, timeouts, non-blocking mode, and b'' once the
+    other side's session has ended (seen through idle_timeout: no FIN)."""
+    def handle(session, address):
+        f = session.makefile("rwb")
+        f.write(f.readline().upper())
+        f.flush()
+        f.close()
+
+    server = KCPServer(("127.0.0.1", 0), handle, **FAST)
+    servers.append(server)
+    server.start()
+    session = gkcp.create_connection(server.address, timeout=5, idle_timeout=0.5, **FAST)
+    with session:
+        session.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            session.recv(10)
+        session.settimeout(0.05)
+        with pytest.raises(socket.timeout):
+            session.recv(10)
+        session.settimeout(5)
+        wfile, rfile = session.makefile("wb", buffering=4), session.makefile("rb")
+        wfile.write(b"line over kcp\n")
+        wfile.flush()
+        assert rfile.readline() == b"LINE OVER KCP\n"
+        start = time.monotonic()
+        assert rfile.read() == b""  # the handler returned and closed; silence ends it
+        assert 0.4 < time.monotonic() - start < 3
+        wfile.close()
+        rfile.close()
+
+
 # -- pywsgi over KCP ---------------------------------------------------------------
 
 def wsgi_app(environ, start_response):
