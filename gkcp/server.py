@@ -170,7 +170,7 @@ class KCPServer(BaseServer):
             gevent.sleep(self.delay)
             self.delay = min(self.max_delay, self.delay * 2)
 
-    def do_read(self) -> Optional[Tuple[Session, Tuple[Any, ...]]]:
+    def do_read(self) -> Tuple[Session, Tuple[Any, ...]]:
         """The next session and its peer address (blocks in ``accept``)."""
         return self.socket.accept()
 
