@@ -94,9 +94,9 @@ def patch_create_connection(routes: Mapping[Any, Mapping[str, Any]]) -> None:
         host, port = parse_address(address)
         make_options(**options)
         table[(host.lower(), port)] = dict(options)
+    global _routes
     with _lock:
-        _routes.clear()
-        _routes.update(table)
+        _routes = table  # one assignment: a concurrent lookup sees the old table or the new one
         if _saved:
             return
         for module in _modules():
@@ -109,8 +109,9 @@ def unpatch() -> None:
     """Put back the ``create_connection`` functions found when patching and
     forget the routes.  Idempotent.  A module whose function was replaced
     again by someone else after patching is left as it is."""
+    global _routes
     with _lock:
-        _routes.clear()
+        _routes = {}
         while _saved:
             module, original = _saved.pop()
             current = module.create_connection
