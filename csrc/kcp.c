@@ -472,6 +472,17 @@ int gk_kcp_waitsnd(const gk_kcp *k)
     return (int)(k->snd_nxt - k->snd_una + k->snd_queue.count);
 }
 
+uint32_t gk_kcp_send_window(const gk_kcp *k) { return umin(k->snd_wnd, k->rmt_wnd); }
+uint32_t gk_kcp_mss(const gk_kcp *k) { return k->mss; }
+uint32_t gk_kcp_interval(const gk_kcp *k) { return k->interval; }
+int gk_kcp_rcv_full(const gk_kcp *k) { return k->rcv_queue.count >= k->rcv_wnd; }
+int gk_kcp_dead(const gk_kcp *k) { return k->state != 0; }
+
+int gk_kcp_busy(const gk_kcp *k)
+{
+    return k->snd_queue.count || k->snd_nxt != k->snd_una || k->nacks || k->probe;
+}
+
 void gk_kcp_get_info(const gk_kcp *k, gk_kcp_info *info)
 {
     uint32_t most = 0;

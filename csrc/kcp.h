@@ -76,6 +76,14 @@ int gk_kcp_input(gk_kcp *kcp, const uint8_t *data, int size, int regular,
 uint32_t gk_kcp_flush(gk_kcp *kcp, int ack_only, uint32_t current);
 /* Segments queued or in flight. */
 int gk_kcp_waitsnd(const gk_kcp *kcp);
+/* Cheap state for the session layer's per-call checks (gk_kcp_get_info
+ * walks the send buffer). */
+uint32_t gk_kcp_send_window(const gk_kcp *kcp);   /* min(snd_wnd, remote window) */
+uint32_t gk_kcp_mss(const gk_kcp *kcp);
+uint32_t gk_kcp_interval(const gk_kcp *kcp);
+int gk_kcp_rcv_full(const gk_kcp *kcp);           /* receive queue holds rcv_wnd segments */
+int gk_kcp_busy(const gk_kcp *kcp);               /* anything queued, in flight, to ACK or to probe */
+int gk_kcp_dead(const gk_kcp *kcp);               /* a segment reached dead_link transmissions */
 void gk_kcp_get_info(const gk_kcp *kcp, gk_kcp_info *info);
 
 #endif

@@ -85,6 +85,7 @@ static void kcp_feed(gk_sess *s, const uint8_t *data, int len, int regular, uint
 static void deliver(gk_sess *s, const uint8_t *pkt, int len, int fec_type, uint32_t now)
 {
     s->last_rx = now;
+    gk_sess_wake(s, now); /* its ACKs are due within an interval */
     if (!fec_type) {
         kcp_feed(s, pkt, len, 1, now);
     } else {

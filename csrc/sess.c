@@ -52,10 +52,7 @@ int gk_engine_take_events(gk_engine *eng, gk_event *out, int max)
 
 static int window_open(const gk_sess *s)
 {
-    gk_kcp_info info;
-    gk_kcp_get_info(s->kcp, &info);
-    uint32_t limit = info.snd_wnd < info.rmt_wnd ? info.snd_wnd : info.rmt_wnd;
-    return (uint32_t)gk_kcp_waitsnd(s->kcp) < limit;
+    return (uint32_t)gk_kcp_waitsnd(s->kcp) < gk_kcp_send_window(s->kcp);
 }
 
 void gk_sess_check_ready(gk_sess *s)
@@ -71,6 +68,19 @@ void gk_sess_check_ready(gk_sess *s)
     }
     if (flags && !s->closing)
         gk_sess_post(s, flags);
+}
+
+/* A session with nothing queued, in flight or to acknowledge is parked: its
+ * flushes would send nothing, so it sleeps until GK_PARK_MS (or its idle
+ * deadline) unless input or a write wakes it.  Busy sessions flush every
+ * interval, as in kcp-go. */
+#define GK_PARK_MS 1000
+
+void gk_sess_wake(gk_sess *s, uint32_t now)
+{
+    uint32_t due = now + gk_kcp_interval(s->kcp);
+    if (s->heap_index >= 0 && (int32_t)(s->due - due) > 0)
+        gk_sched_put(s->udp->eng, s, due);
 }
 
 /* ---- address table --------------------------------------------------------- */
@@ -337,9 +347,7 @@ int gk_sess_send(gk_sess *s, const uint8_t *buf, int len, uint32_t now)
 {
     if (s->status)
         return -s->status;
-    gk_kcp_info info;
-    gk_kcp_get_info(s->kcp, &info);
-    uint32_t limit = info.snd_wnd < info.rmt_wnd ? info.snd_wnd : info.rmt_wnd;
+    uint32_t limit = gk_kcp_send_window(s->kcp);
     uint32_t waiting = (uint32_t)gk_kcp_waitsnd(s->kcp);
     if (waiting >= limit) {
         s->want_write = 1;
@@ -347,7 +355,7 @@ int gk_sess_send(gk_sess *s, const uint8_t *buf, int len, uint32_t now)
     }
     /* Take what the windows can hold, not the whole buffer as kcp-go does,
      * so a large write cannot queue unbounded memory. */
-    int mss = (int)info.mss;
+    int mss = (int)gk_kcp_mss(s->kcp);
     int64_t room = (int64_t)(limit - waiting) * mss;
     int take = len < room ? len : (int)room;
     for (int off = 0; off < take; off += mss) {
@@ -361,6 +369,7 @@ int gk_sess_send(gk_sess *s, const uint8_t *buf, int len, uint32_t now)
     waiting = (uint32_t)gk_kcp_waitsnd(s->kcp);
     if (!s->cfg.write_delay || waiting >= limit)
         gk_kcp_flush(s->kcp, 0, now);
+    gk_sess_wake(s, now);
     if (take < len)
         s->want_write = 1;
     gk_pipe_flush_dirty(s->udp->eng);
@@ -395,9 +404,7 @@ int gk_sess_recv(gk_sess *s, uint8_t *buf, int len, uint32_t now)
     int total = 0;
     if (s->left)
         total = take_leftover(s, buf, len);
-    gk_kcp_info info;
-    gk_kcp_get_info(s->kcp, &info);
-    int was_full = info.nrcv_que >= info.rcv_wnd;
+    int was_full = gk_kcp_rcv_full(s->kcp);
     while ((total == 0 || s->cfg.stream) && total < len) {
         int size = gk_kcp_peeksize(s->kcp);
         if (size < 0)
@@ -432,6 +439,7 @@ int gk_sess_recv(gk_sess *s, uint8_t *buf, int len, uint32_t now)
      * window probe, which comes only after seconds. */
     if (was_full && !s->status) {
         gk_kcp_flush(s->kcp, 0, now);
+        gk_sess_wake(s, now);
         gk_pipe_flush_dirty(s->udp->eng);
     }
     return total;
@@ -482,9 +490,7 @@ uint32_t gk_engine_update(gk_engine *eng, uint32_t now)
             continue;
         }
         uint32_t wait = gk_kcp_flush(s->kcp, 0, now);
-        gk_kcp_info info;
-        gk_kcp_get_info(s->kcp, &info);
-        if (s->cfg.dead_link && info.max_seg_xmit >= s->cfg.dead_link) {
+        if (s->cfg.dead_link && gk_kcp_dead(s->kcp)) {
             gk_sess_end(s, GK_ST_DEADLINK);
             continue;
         }
@@ -494,16 +500,31 @@ uint32_t gk_engine_update(gk_engine *eng, uint32_t now)
         }
         gk_sess_check_ready(s);
         uint32_t due = now + wait;
+        if (!gk_kcp_busy(s->kcp)) {
+            due = now + GK_PARK_MS;
+            uint32_t idle_end = s->last_rx + s->cfg.idle_timeout_ms;
+            if (s->cfg.idle_timeout_ms && (int32_t)(idle_end - due) < 0)
+                due = idle_end;
+        }
         if (s->closing && (int32_t)(s->linger_until - due) < 0)
             due = s->linger_until;
         gk_sched_put(eng, s, due);
     }
     gk_pipe_flush_dirty(eng);
     s = gk_sched_peek(eng);
-    if (!s)
-        return GK_IDLE_MS;
-    int32_t wait = (int32_t)(s->due - now);
-    return wait < 0 ? 0 : (uint32_t)wait;
+    int32_t wait = s ? (int32_t)(s->due - now) : GK_IDLE_MS;
+    if (wait < 0)
+        wait = 0;
+    eng->planned = now + (uint32_t)wait;
+    eng->wake = 0;
+    return (uint32_t)wait;
+}
+
+int gk_engine_wake_pending(gk_engine *eng)
+{
+    int wake = eng->wake;
+    eng->wake = 0;
+    return wake;
 }
 
 gk_udp *gk_udp_new(gk_engine *eng, int fd, int listening, const gk_config *cfg,

@@ -62,6 +62,9 @@ int gk_engine_take_events(gk_engine *eng, gk_event *out, int max);
  * (GK_IDLE_MS when none is scheduled). */
 uint32_t gk_engine_update(gk_engine *eng, uint32_t now);
 #define GK_IDLE_MS 1000
+/* 1 (once) if a session became due before the time the last update
+ * returned: the caller should run gk_engine_update sooner. */
+int gk_engine_wake_pending(gk_engine *eng);
 /* Sessions alive in the engine (open, unaccepted and lingering). */
 int gk_engine_sessions(const gk_engine *eng);
 

@@ -84,6 +84,8 @@ struct gk_engine {
     gk_udp *udps;
     gk_nonce seeder;           /* draws each session's nonce key */
     uint32_t next_id;
+    uint32_t planned;          /* when the updater runs next */
+    int wake;                  /* a session became due before `planned` */
     uint64_t hash_k0, hash_k1;
     int nsess;
 };
@@ -106,6 +108,7 @@ gk_sess *gk_udp_accept_new(gk_udp *u, const struct sockaddr_storage *from, sockl
 void gk_sess_end(gk_sess *s, int status);
 void gk_sess_post(gk_sess *s, uint32_t flags);
 void gk_sess_check_ready(gk_sess *s);
+void gk_sess_wake(gk_sess *s, uint32_t now);
 void gk_addr_key_make(gk_addr_key *key, const struct sockaddr_storage *sa);
 
 #endif

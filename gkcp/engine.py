@@ -115,6 +115,11 @@ class Engine:
 
     # -- the updater -----------------------------------------------------------------
 
+    def wake_if_needed(self) -> None:
+        """After a C call that may have made a session due sooner."""
+        if lib.gk_engine_wake_pending(self._c):
+            self._wake.set()
+
     def poke(self) -> None:
         """Something may be due sooner than the updater thinks: wake it."""
         if self._updater is None or self._updater.dead:
@@ -215,6 +220,7 @@ class Endpoint:
                 while self._c is not None:
                     rc = lib.gk_udp_read(self._c, now_ms(), _BATCHES_PER_WAKEUP)
                     self.engine.dispatch()
+                    self.engine.wake_if_needed()
                     if rc <= 0:
                         break
                     gevent.sleep(0)  # a busy socket must not starve other greenlets
@@ -261,15 +267,13 @@ def open_udp_socket(family: int, options: Options, bind_to: Any = None) -> socke
 
 def make_crypt(options: Options) -> Tuple[Any, bool]:
     """(BlockCrypt or None, whether the endpoint owns it and must close it)."""
-    if options.crypt is None:
+    cipher = options.cipher()
+    if cipher is None:
         return None, False
-    if isinstance(options.crypt, str):
+    if isinstance(cipher, str):
         from .crypt import new_crypt
-        return new_crypt(options.crypt, bytes(options.key)), True
-    if not hasattr(options.crypt, "ptr"):
-        raise TypeError("crypt must be a cipher name or a gkcp.crypt.BlockCrypt, not %s"
-                        % type(options.crypt).__name__)
-    return options.crypt, False
+        return new_crypt(cipher, bytes(options.key)), True
+    return cipher, False
 
 
 _per_thread = _thread_local()

@@ -38,6 +38,7 @@ class Options:
     parity_shards: int = 0
     crypt: Any = None          #: cipher name (see gkcp.crypt) or a BlockCrypt; None: no crypto header
     key: Optional[bytes] = None
+    block: Any = None          #: a gkcp.crypt BlockCrypt, as kcp-go's `block` argument (alternative to crypt+key)
     sockbuf: int = 4 * 1024 * 1024
     dead_link: int = 20        #: transmissions of one segment that end the session (0: never)
     idle_timeout: Optional[float] = None  #: seconds of silence from the peer that end the session
@@ -50,8 +51,12 @@ class Options:
     def fec_enabled(self) -> bool:
         return self.data_shards > 0 and self.parity_shards > 0
 
+    def cipher(self) -> Any:
+        """What encrypts packets: a name (with key), a BlockCrypt, or None."""
+        return self.block if self.block is not None else self.crypt
+
     def header_bytes(self) -> int:
-        return (CRYPT_HEADER if self.crypt is not None else 0) + (FEC_HEADER if self.fec_enabled() else 0)
+        return (CRYPT_HEADER if self.cipher() is not None else 0) + (FEC_HEADER if self.fec_enabled() else 0)
 
     def validate(self) -> "Options":
         _int_in("mtu", self.mtu, 50, MTU_LIMIT)
@@ -81,6 +86,14 @@ class Options:
         _seconds("linger", self.linger)
         _int_in("backlog", self.backlog, 1, 1 << 20)
         _int_in("batch", self.batch, 1, 1024)
+        if self.block is not None and self.crypt is not None:
+            raise ValueError("give either block= (a BlockCrypt) or crypt= (a name or BlockCrypt), not both")
+        if self.block is not None and not hasattr(self.block, "ptr"):
+            raise TypeError("block must be a gkcp.crypt BlockCrypt (see gkcp.crypt.new_crypt), not %s"
+                            % type(self.block).__name__)
+        if self.crypt is not None and not isinstance(self.crypt, str) and not hasattr(self.crypt, "ptr"):
+            raise TypeError("crypt must be a cipher name or a gkcp.crypt BlockCrypt, not %s"
+                            % type(self.crypt).__name__)
         if self.crypt is None and self.key is not None:
             raise ValueError("key given without crypt: name a cipher, e.g. crypt='aes'")
         if isinstance(self.crypt, str) and self.key is None:

@@ -150,6 +150,7 @@ class Session:
             self._readable.clear()
             n = lib.gk_sess_recv(c, buf, size, now_ms())
             if n > 0:
+                self._engine.wake_if_needed()
                 return n
             if n < 0:
                 return self._ended(n, reading=True)
@@ -172,6 +173,7 @@ class Session:
             self._writable.clear()
             n = lib.gk_sess_send(c, view, len(view), now_ms())
             if n > 0:
+                self._engine.wake_if_needed()
                 return n
             if n < 0:
                 self._ended(n, reading=False)
@@ -191,6 +193,7 @@ class Session:
             self._writable.clear()
             n = lib.gk_sess_send(c, view + sent, total - sent, now_ms())
             if n > 0:
+                self._engine.wake_if_needed()
                 sent += n
                 continue
             if n < 0:
