@@ -175,16 +175,17 @@ class Endpoint:
     """
 
     def __init__(self, engine: Engine, sock: socket.socket, listening: bool, options: Options,
-                 on_accept: Optional[Callable[[Any], None]] = None) -> None:
+                 crypt: Tuple[Any, bool], on_accept: Optional[Callable[[Any], None]] = None) -> None:
+        """crypt: make_crypt(options), made before the socket so that a bad
+        key fails without leaving a socket open."""
         self.engine = engine
         self.sock = sock
         self.options = options
-        crypt, self._owns_crypt = make_crypt(options)
-        self.crypt = crypt
+        self.crypt, self._owns_crypt = crypt
         self.on_accept = on_accept
         self.refs = 1
         sock.setblocking(False)
-        crypt_ptr = crypt.ptr if crypt is not None else ffi.NULL
+        crypt_ptr = self.crypt.ptr if self.crypt is not None else ffi.NULL
         self._c = lib.gk_udp_new(engine.c, sock.fileno(), int(listening), c_config(options),
                                  crypt_ptr, options.batch, options.backlog)
         if self._c == ffi.NULL:

@@ -15,7 +15,7 @@ from gevent.event import Event
 
 from ._addr import resolve
 from ._core import lib
-from .engine import Endpoint, get_engine, now_ms, open_udp_socket
+from .engine import Endpoint, get_engine, make_crypt, open_udp_socket
 from .options import Options, make_options
 from .session import Session, _closed_error
 
@@ -28,13 +28,13 @@ class Listener:
     sessions wait to be accepted (packets that would start more are dropped
     and counted in AcceptDrops)."""
 
-    def __init__(self, sock: socket.socket, options: Options) -> None:
+    def __init__(self, sock: socket.socket, options: Options, crypt: Tuple[Any, bool]) -> None:
         self._engine = get_engine()
         self._options = options
         self._pending: Deque[Session] = collections.deque()
         self._ready = Event()
         self._timeout: Optional[float] = socket.getdefaulttimeout()
-        self._endpoint: Optional[Endpoint] = Endpoint(self._engine, sock, True, options,
+        self._endpoint: Optional[Endpoint] = Endpoint(self._engine, sock, True, options, crypt,
                                                       on_accept=self._on_accept)
         self._address = sock.getsockname()
 
@@ -118,9 +118,10 @@ def listen(address: Any, *, sock: Optional[socket.socket] = None, **options: Any
     """A Listener on address ((host, port) or 'host:port'), or on an existing
     UDP socket (kcp-go's ServeConn).  Options: see gkcp.Options."""
     opts = make_options(**options)
+    crypt = make_crypt(opts)
     if sock is None:
         family, sockaddr = resolve(address, passive=True)
         sock = open_udp_socket(family, opts, bind_to=sockaddr)
     elif sock.type != socket.SOCK_DGRAM:
         raise ValueError("sock must be a UDP (SOCK_DGRAM) socket")
-    return Listener(sock, opts)
+    return Listener(sock, opts, crypt)

@@ -448,7 +448,7 @@ def dial(address: Any, *, conv: Optional[int] = None, sock: Optional[socket.sock
     Options: see gkcp.Options.  No packet is sent until the first write: KCP
     has no handshake, so this never blocks and never fails for an absent peer."""
     from ._addr import resolve, to_sockaddr
-    from .engine import get_engine, open_udp_socket
+    from .engine import get_engine, make_crypt, open_udp_socket
 
     opts = make_options(**options)
     if conv is None:
@@ -456,13 +456,14 @@ def dial(address: Any, *, conv: Optional[int] = None, sock: Optional[socket.sock
     elif isinstance(conv, bool) or not isinstance(conv, int) or not 0 <= conv <= 0xFFFFFFFF:
         raise ValueError("conv must be an int in 0..2**32-1, got %r" % (conv,))
     family, sockaddr = resolve(address)
+    crypt = make_crypt(opts)
     if sock is None:
         bind_to = source_address if source_address is not None else ("::" if family == socket.AF_INET6 else "0.0.0.0", 0)
         sock = open_udp_socket(family, opts, bind_to=bind_to)
     elif sock.type != socket.SOCK_DGRAM:
         raise ValueError("sock must be a UDP (SOCK_DGRAM) socket")
     engine = get_engine()
-    endpoint = Endpoint(engine, sock, False, opts)
+    endpoint = Endpoint(engine, sock, False, opts, crypt)
     raw = to_sockaddr(family, sockaddr)
     csess = lib.gk_udp_dial(endpoint.c, raw, len(raw), conv, now_ms())
     if csess == ffi.NULL:

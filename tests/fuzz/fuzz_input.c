@@ -16,8 +16,8 @@
  *                   gk_engine_update;
  *               op & 3 == 3    application call on session (op >> 5): bits
  *                   2-4 pick send / recv / close / configure / queries.
- *   1 kcp:      flags byte, then ops on one gk_kcp (input, send, recv,
- *               flush, clock, windows, mtu).
+ *   1 kcp:      flags byte, sn byte, then ops on one gk_kcp (input, send,
+ *               recv, flush, clock, windows, mtu, header room).
  *   2 fec:      shape byte, then FEC packets and clock steps to a decoder.
  *   3 crypt:    cipher byte, then packets: garbage decrypts; sealed ones must
  *               open to what was sealed.
@@ -421,7 +421,10 @@ static void fuzz_kcp(reader *r)
             break;
         default: {
             unsigned b = u8(r);
-            if (op & 8) {
+            if (op & 16) {
+                /* FEC or crypto switched on or off under queued data */
+                gk_kcp_reserve(k, (int)(b & 3) * 8 + (b & 4 ? 20 : 0));
+            } else if (op & 8) {
                 gk_kcp_wndsize(k, (int)b + 1 - 128, (int)(b * 3) - 200);
             } else if (gk_kcp_setmtu(k, 50 + (int)b * 5) == 0 && 50 + (int)b * 5 > kcp_mtu) {
                 kcp_mtu = 50 + (int)b * 5;
