@@ -251,41 +251,11 @@ gfni512_column(const uint64_t *mat, int nsrc, const int nd, const uint8_t *const
         _mm512_mask_storeu_epi8(dst[d] + off, k, acc[d]);
 }
 
-/* Two whole columns at once: each broadcast matrix serves both. */
-__attribute__((target("avx512f,avx512bw,gfni"), always_inline)) static inline void
-gfni512_column2(const uint64_t *mat, int nsrc, const int nd, const uint8_t *const *src,
-                uint8_t *const *dst, size_t off, int accumulate)
-{
-    __m512i a0[8], a1[8];
-#pragma GCC unroll 8
-    for (int d = 0; d < nd; d++) {
-        a0[d] = accumulate ? _mm512_loadu_si512(dst[d] + off) : _mm512_setzero_si512();
-        a1[d] = accumulate ? _mm512_loadu_si512(dst[d] + off + 64) : _mm512_setzero_si512();
-    }
-    for (int s = 0; s < nsrc; s++) {
-        __m512i x0 = _mm512_loadu_si512(src[s] + off);
-        __m512i x1 = _mm512_loadu_si512(src[s] + off + 64);
-#pragma GCC unroll 8
-        for (int d = 0; d < nd; d++) {
-            __m512i m = _mm512_set1_epi64((long long)mat[s * nd + d]);
-            a0[d] = _mm512_xor_si512(a0[d], _mm512_gf2p8affine_epi64_epi8(x0, m, 0));
-            a1[d] = _mm512_xor_si512(a1[d], _mm512_gf2p8affine_epi64_epi8(x1, m, 0));
-        }
-    }
-#pragma GCC unroll 8
-    for (int d = 0; d < nd; d++) {
-        _mm512_storeu_si512(dst[d] + off, a0[d]);
-        _mm512_storeu_si512(dst[d] + off + 64, a1[d]);
-    }
-}
-
 __attribute__((target("avx512f,avx512bw,gfni"), always_inline)) static inline void
 gfni512_run(const uint64_t *mat, int nsrc, const int nd, const uint8_t *const *src,
             uint8_t *const *dst, size_t len, int accumulate)
 {
     size_t off = 0;
-    for (; off + 128 <= len; off += 128)
-        gfni512_column2(mat, nsrc, nd, src, dst, off, accumulate);
     for (; off + 64 <= len; off += 64)
         gfni512_column(mat, nsrc, nd, src, dst, off, ~(__mmask64)0, accumulate);
     if (off < len)
