@@ -160,6 +160,8 @@ static void test_fec(void)
         pk[npk] = p;
         pklen[npk++] = len;
         for (int k = 0; k < r; k++) {
+            /* the promised crypto-header room in front of each parity packet */
+            memset(parity[k] - GK_CRYPT_HEADER, 0x5A, GK_CRYPT_HEADER);
             pk[npk] = malloc((size_t)plen);
             memcpy(pk[npk], parity[k], (size_t)plen);
             pklen[npk++] = plen;
