@@ -293,7 +293,8 @@ gk_sess *gk_udp_accept_new(gk_udp *u, const struct sockaddr_storage *from, sockl
     return s;
 }
 
-gk_sess *gk_udp_dial(gk_udp *u, const void *addr, int addrlen, uint32_t conv, uint32_t now)
+gk_sess *gk_udp_dial(gk_udp *u, const void *addr, int addrlen, uint32_t conv, int announce,
+                     uint32_t now)
 {
     if (u->listening || u->dialed || addrlen <= 0 || (size_t)addrlen > sizeof(struct sockaddr_storage))
         return NULL;
@@ -302,6 +303,11 @@ gk_sess *gk_udp_dial(gk_udp *u, const void *addr, int addrlen, uint32_t conv, ui
         return NULL;
     u->dialed = s;
     gk_stats.ActiveOpens++;
+    if (announce) {
+        gk_kcp_tell_window(s->kcp);
+        gk_kcp_flush(s->kcp, 0, now);
+        gk_pipe_flush_dirty(u->eng);
+    }
     return s;
 }
 

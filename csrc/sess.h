@@ -87,8 +87,12 @@ int gk_udp_read(gk_udp *udp, uint32_t now, int max_batches);
 /* Sessions on this socket (any state). */
 int gk_udp_sessions(const gk_udp *udp);
 
-/* A session to addr (a struct sockaddr of addrlen bytes) over udp. */
-gk_sess *gk_udp_dial(gk_udp *udp, const void *addr, int addrlen, uint32_t conv, uint32_t now);
+/* A session to addr (a struct sockaddr of addrlen bytes) over udp.
+ * announce: send one window-tell segment at once, so that the peer's
+ * listener creates the session before this side writes anything (KCP has no
+ * handshake; servers that speak first need it). */
+gk_sess *gk_udp_dial(gk_udp *udp, const void *addr, int addrlen, uint32_t conv, int announce,
+                     uint32_t now);
 
 uint32_t gk_sess_id(const gk_sess *s);
 uint32_t gk_sess_conv(const gk_sess *s);

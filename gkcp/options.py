@@ -47,6 +47,7 @@ class Options:
     batch: int = 64            #: datagrams per recvmmsg/sendmmsg
     mmsg: bool = True          #: use recvmmsg/sendmmsg (False: recvfrom/sendto)
     reuse_port: bool = False
+    announce: bool = True      #: dial sends one window-tell segment at once, so the listener accepts before the first write
 
     def fec_enabled(self) -> bool:
         return self.data_shards > 0 and self.parity_shards > 0
@@ -69,7 +70,7 @@ class Options:
         _int_in("interval", self.interval, 10, 5000)
         _int_in("resend", self.resend, 0, 1 << 16)
         _int_in("nc", self.nc, 0, 1)
-        for flag in ("stream", "ack_nodelay", "write_delay", "mmsg", "reuse_port"):
+        for flag in ("stream", "ack_nodelay", "write_delay", "mmsg", "reuse_port", "announce"):
             if not isinstance(getattr(self, flag), (bool, int)):
                 raise TypeError("%s must be a bool, not %s" % (flag, type(getattr(self, flag)).__name__))
         _int_in("data_shards", self.data_shards, 0, 255)

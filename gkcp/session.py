@@ -445,8 +445,10 @@ def dial(address: Any, *, conv: Optional[int] = None, sock: Optional[socket.sock
          source_address: Optional[Tuple[str, int]] = None, **options: Any) -> Session:
     """A session to address ((host, port) or 'host:port'), over a new UDP
     socket or over sock (kcp-go's NewConn).  conv defaults to 32 random bits.
-    Options: see gkcp.Options.  No packet is sent until the first write: KCP
-    has no handshake, so this never blocks and never fails for an absent peer."""
+    Options: see gkcp.Options.  KCP has no handshake, so this never blocks and
+    never fails for an absent peer; with announce=True (the default) one
+    window-tell segment goes out at once so the peer's listener accepts the
+    session before this side writes (a server may then speak first)."""
     from ._addr import resolve, to_sockaddr
     from .engine import get_engine, make_crypt, open_udp_socket
 
@@ -465,7 +467,7 @@ def dial(address: Any, *, conv: Optional[int] = None, sock: Optional[socket.sock
     engine = get_engine()
     endpoint = Endpoint(engine, sock, False, opts, crypt)
     raw = to_sockaddr(family, sockaddr)
-    csess = lib.gk_udp_dial(endpoint.c, raw, len(raw), conv, now_ms())
+    csess = lib.gk_udp_dial(endpoint.c, raw, len(raw), conv, int(bool(opts.announce)), now_ms())
     if csess == ffi.NULL:
         endpoint.release()
         raise OSError("could not create a session to %r" % (address,))

@@ -395,3 +395,20 @@ def test_tuning_and_stats():
         assert client.rto > 0 and client.srtt >= 0 and client.srttvar >= 0
         client.close()
         server.close()
+
+
+def test_dial_announces_so_the_server_can_speak_first():
+    with gkcp.listen(("127.0.0.1", 0), **FAST) as listener:
+        listener.settimeout(5)
+        client = gkcp.dial(listener.getsockname(), **FAST)
+        server, _ = listener.accept()  # the client has written nothing
+        server.sendall(b"220 greeting")
+        client.settimeout(5)
+        assert client.recv(100) == b"220 greeting"
+        client.close()
+        server.close()
+        quiet = gkcp.dial(listener.getsockname(), announce=False, **FAST)
+        listener.settimeout(0.3)
+        with pytest.raises(socket.timeout):
+            listener.accept()
+        quiet.close()
