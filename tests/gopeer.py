@@ -30,31 +30,34 @@ to `linger` seconds after printing its result if the other side never
 acknowledges its final write.  Accepted sessions get the settings right
 after Accept and then announce their window (tellwnd, see main.go).
 
-Nothing here imports gevent and nothing blocks in a way gevent cannot see:
-the peer's output goes to unnamed temporary files that are polled, sleeping
-with gevent.sleep once gevent has been imported (time.sleep otherwise), so
-waiting for a Go peer lets the process's greenlets run, patched or not.
+Nothing here blocks in a way gevent cannot see: the peer's output goes to
+unnamed temporary files that are polled, sleeping with gevent.sleep once
+gevent has been imported (time.sleep otherwise; importing gkcp for the
+shared gkcp.bench.wire module loads it), so waiting for a Go peer lets the
+process's greenlets run, patched or not.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
+import shutil  # noqa: F401  (tests monkeypatch gopeer.shutil.which)
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import List, NamedTuple, Optional, Tuple
+
+# The payload, the line protocol and the Go build are shared with the
+# benchmark (python -m gkcp.bench), which must not import from tests/.
+from gkcp.bench.wire import (  # noqa: F401  (re-exported, public API)
+    CHUNK, GOPATH, KCP_GO_SRC, RESULT_KINDS, PayloadStream, build_go_peer,
+    parse_line, stream_bytes, stream_digest)
 
 TESTS_DIR = Path(__file__).resolve().parent
 PEER_SRC_DIR = TESTS_DIR / "go" / "peer"
 PEER_BIN = TESTS_DIR / "go" / "bin" / "peer"
-GOPATH = "/usr/share/gocode"
-KCP_GO_SRC = Path(GOPATH) / "src" / "github.com" / "xtaci" / "kcp-go"
 
-CHUNK = 65536  # payload chunk size, as in the peer
 _POLL = 0.005  # seconds between looks at the peer's output
 
 
@@ -68,169 +71,16 @@ def _sleep(seconds: float) -> None:
         time.sleep(seconds)
 
 
-# --------------------------------------------------------------------- build
-
-def _go_env() -> Dict[str, str]:
-    env = dict(os.environ)
-    env["GO111MODULE"] = "off"
-    env["GOPATH"] = GOPATH
-    env.setdefault("GOFLAGS", "")
-    if "GOCACHE" not in env and not env.get("HOME"):
-        env["GOCACHE"] = str(PEER_BIN.parent / ".gocache")
-    return env
-
-
-def _newest_source_mtime() -> float:
-    files = [p for p in PEER_SRC_DIR.iterdir() if p.suffix == ".go"]
-    if not files:
-        raise RuntimeError(f"no Go source in {PEER_SRC_DIR}")
-    return max(p.stat().st_mtime for p in files)
-
-
 def build_peer(force: bool = False) -> str:
     """Build tests/go/bin/peer if missing or older than its source; return its path.
 
     Raises RuntimeError (never skips) when the Go toolchain or Debian's kcp-go
     source is missing or the build fails.
     """
-    go = shutil.which("go")
-    if go is None:
-        raise RuntimeError(
-            "Go toolchain not found: the kcp-go interop peer needs `go` on PATH "
-            "(Debian: apt-get install golang-go golang-github-xtaci-kcp-dev)")
-    if not KCP_GO_SRC.is_dir():
-        raise RuntimeError(
-            f"kcp-go source not found at {KCP_GO_SRC} "
-            "(Debian: apt-get install golang-github-xtaci-kcp-dev)")
-    src_mtime = _newest_source_mtime()
-    if (not force and PEER_BIN.exists()
-            and PEER_BIN.stat().st_mtime >= src_mtime):
-        return str(PEER_BIN)
-    PEER_BIN.parent.mkdir(parents=True, exist_ok=True)
-    # Build to a private name, then rename: concurrent builders never see a
-    # half-written binary.
-    tmp = PEER_BIN.with_name(f".peer.{os.getpid()}.tmp")
-    try:
-        proc = subprocess.run(
-            [go, "build", "-o", str(tmp), "."], cwd=str(PEER_SRC_DIR),
-            env=_go_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            timeout=300)
-        if proc.returncode != 0:
-            raise RuntimeError("building the Go peer failed:\n"
-                               + proc.stdout.decode(errors="replace"))
-        os.replace(tmp, PEER_BIN)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return str(PEER_BIN)
-
-
-# ------------------------------------------------------------------- payload
-
-def _chunk(seed: int, k: int) -> bytes:
-    hdr = (b"gkcp-peer" + (seed & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little")
-           + k.to_bytes(8, "little"))
-    return hashlib.shake_128(hdr).digest(CHUNK)
-
-
-class PayloadStream:
-    """The peer's payload for a seed, byte for byte: chunk k (65536 bytes) is
-    SHAKE128(b"gkcp-peer" + u64le(seed) + u64le(k))."""
-
-    def __init__(self, seed: int = 1, offset: int = 0):
-        self.seed = seed
-        self.pos = offset
-        self._k = -1
-        self._buf = b""
-
-    def read(self, n: int) -> bytes:
-        out = []
-        while n > 0:
-            k, off = divmod(self.pos, CHUNK)
-            if k != self._k:
-                self._k, self._buf = k, _chunk(self.seed, k)
-            piece = self._buf[off:off + n]
-            out.append(piece)
-            n -= len(piece)
-            self.pos += len(piece)
-        return out[0] if len(out) == 1 else b"".join(out)
-
-    def chunks(self, n: int, size: int = CHUNK):
-        """Yield the next n bytes in pieces of at most size bytes."""
-        while n > 0:
-            piece = self.read(min(size, n))
-            n -= len(piece)
-            yield piece
-
-
-def stream_bytes(seed: int, n: int, offset: int = 0) -> bytes:
-    """n payload bytes of the given seed starting at offset."""
-    return PayloadStream(seed, offset).read(n)
-
-
-def stream_digest(seed: int, n: int) -> str:
-    """SHA-256 hex of the first n payload bytes of seed (what SEND/SOURCE report)."""
-    h = hashlib.sha256()
-    for piece in PayloadStream(seed).chunks(n):
-        h.update(piece)
-    return h.hexdigest()
+    return build_go_peer(PEER_SRC_DIR, PEER_BIN, force)
 
 
 # ------------------------------------------------------------- line protocol
-
-def _f(x: str) -> float:
-    return float(x)
-
-
-def parse_line(line: str) -> Optional[dict]:
-    """Parse one peer output line into a dict with 'kind'; None for blank lines.
-
-    Unknown lines come back as {'kind': 'UNKNOWN', 'line': line}.
-    """
-    import json
-    line = line.rstrip("\r\n")
-    if not line:
-        return None
-    kind, _, rest = line.partition(" ")
-    a = rest.split()
-    try:
-        if kind == "READY":
-            host, _, port = rest.rpartition(":")
-            return {"kind": kind, "addr": rest, "host": host, "port": int(port)}
-        if kind == "SINK":
-            return {"kind": kind, "n": int(a[0]), "hex": a[1], "seconds": _f(a[2])}
-        if kind == "SOURCE":
-            return {"kind": kind, "n": int(a[0]), "sent": a[1], "peer": a[2]}
-        if kind == "ECHO" and len(a) == 1:
-            return {"kind": kind, "n": int(a[0])}
-        if kind == "ECHO":
-            return {"kind": kind, "n": int(a[0]), "sent": a[1], "recv": a[2],
-                    "seconds": _f(a[3])}
-        if kind == "SEND":
-            return {"kind": kind, "n": int(a[0]), "sent": a[1], "peer": a[2],
-                    "seconds": _f(a[3]), "mbps": _f(a[4])}
-        if kind == "RECV":
-            return {"kind": kind, "n": int(a[0]), "hex": a[1], "seconds": _f(a[2])}
-        if kind == "RTT":
-            return {"kind": kind, "count": int(a[0]), "p50_us": _f(a[1]),
-                    "p99_us": _f(a[2])}
-        if kind == "CPU":
-            return {"kind": kind, "user": _f(a[0]), "sys": _f(a[1])}
-        if kind == "SNMP":
-            return {"kind": kind, "snmp": json.loads(rest)}
-        if kind == "STAT":
-            return {"kind": kind, **{k: int(v) for k, v in
-                                     (x.split("=", 1) for x in a)}}
-        if kind in ("EXIT", "TIMEOUT"):
-            return {"kind": kind}
-        if kind == "ERROR":
-            return {"kind": kind, "msg": rest}
-    except (IndexError, ValueError) as e:
-        return {"kind": "UNKNOWN", "line": line, "error": str(e)}
-    return {"kind": "UNKNOWN", "line": line}
-
-
-RESULT_KINDS = ("SINK", "SOURCE", "ECHO", "SEND", "RECV", "RTT")
 
 # Python keyword -> peer flag.  Booleans become -flag=true/false.
 _FLAGS = {

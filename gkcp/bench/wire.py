@@ -1,0 +1,215 @@
+"""What the kcp-go reference peer (tests/go/peer) and gkcp's own peer
+(``python -m gkcp.bench.peer``) share: the payload stream, the output line
+protocol, and building the Go peer from a source checkout.
+
+tests/gopeer.py imports these too, so the test harness and the benchmark
+can never disagree about a byte or a line.  Nothing here imports gevent.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence
+
+CHUNK = 65536  # payload chunk size, as in the peer
+
+GOPATH = "/usr/share/gocode"
+KCP_GO_SRC = Path(GOPATH) / "src" / "github.com" / "xtaci" / "kcp-go"
+
+
+# ------------------------------------------------------------------- payload
+
+def payload_chunk(seed: int, k: int) -> bytes:
+    """Chunk k of seed's stream: SHAKE128(b"gkcp-peer" + u64le(seed) + u64le(k))."""
+    hdr = (b"gkcp-peer" + (seed & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little")
+           + k.to_bytes(8, "little"))
+    return hashlib.shake_128(hdr).digest(CHUNK)
+
+
+class PayloadStream:
+    """The peer's payload for a seed, byte for byte: chunk k (65536 bytes) is
+    SHAKE128(b"gkcp-peer" + u64le(seed) + u64le(k))."""
+
+    def __init__(self, seed: int = 1, offset: int = 0):
+        self.seed = seed
+        self.pos = offset
+        self._k = -1
+        self._buf = b""
+
+    def read(self, n: int) -> bytes:
+        out = []
+        while n > 0:
+            k, off = divmod(self.pos, CHUNK)
+            if k != self._k:
+                self._k, self._buf = k, payload_chunk(self.seed, k)
+            piece = self._buf[off:off + n]
+            out.append(piece)
+            n -= len(piece)
+            self.pos += len(piece)
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def chunks(self, n: int, size: int = CHUNK) -> Iterator[bytes]:
+        """Yield the next n bytes in pieces of at most size bytes."""
+        while n > 0:
+            piece = self.read(min(size, n))
+            n -= len(piece)
+            yield piece
+
+
+def stream_bytes(seed: int, n: int, offset: int = 0) -> bytes:
+    """n payload bytes of the given seed starting at offset."""
+    return PayloadStream(seed, offset).read(n)
+
+
+def stream_digest(seed: int, n: int) -> str:
+    """SHA-256 hex of the first n payload bytes of seed (what SEND/SOURCE report)."""
+    h = hashlib.sha256()
+    for piece in PayloadStream(seed).chunks(n):
+        h.update(piece)
+    return h.hexdigest()
+
+
+def percentile(sorted_samples: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile, computed exactly as the Go peer's pct()."""
+    rank = int(p / 100 * len(sorted_samples) + 0.999999)
+    rank = min(max(rank, 1), len(sorted_samples))
+    return sorted_samples[rank - 1]
+
+
+# ------------------------------------------------------------- line protocol
+
+RESULT_KINDS = ("SINK", "SOURCE", "ECHO", "SEND", "RECV", "RTT")
+
+
+def parse_line(line: str) -> Optional[dict]:
+    """Parse one peer output line into a dict with 'kind'; None for blank lines.
+
+    Unknown lines come back as {'kind': 'UNKNOWN', 'line': line}.
+    """
+    line = line.rstrip("\r\n")
+    if not line:
+        return None
+    kind, _, rest = line.partition(" ")
+    a = rest.split()
+    try:
+        if kind == "READY":
+            host, _, port = rest.rpartition(":")
+            return {"kind": kind, "addr": rest, "host": host, "port": int(port)}
+        if kind == "SINK":
+            return {"kind": kind, "n": int(a[0]), "hex": a[1], "seconds": float(a[2])}
+        if kind == "SOURCE":
+            return {"kind": kind, "n": int(a[0]), "sent": a[1], "peer": a[2]}
+        if kind == "ECHO" and len(a) == 1:
+            return {"kind": kind, "n": int(a[0])}
+        if kind == "ECHO":
+            return {"kind": kind, "n": int(a[0]), "sent": a[1], "recv": a[2],
+                    "seconds": float(a[3])}
+        if kind == "SEND":
+            return {"kind": kind, "n": int(a[0]), "sent": a[1], "peer": a[2],
+                    "seconds": float(a[3]), "mbps": float(a[4])}
+        if kind == "RECV":
+            return {"kind": kind, "n": int(a[0]), "hex": a[1], "seconds": float(a[2])}
+        if kind == "RTT":
+            return {"kind": kind, "count": int(a[0]), "p50_us": float(a[1]),
+                    "p99_us": float(a[2])}
+        if kind == "CPU":
+            return {"kind": kind, "user": float(a[0]), "sys": float(a[1])}
+        if kind == "SNMP":
+            return {"kind": kind, "snmp": json.loads(rest)}
+        if kind == "STAT":
+            return {"kind": kind, **{k: int(v) for k, v in
+                                     (x.split("=", 1) for x in a)}}
+        if kind in ("EXIT", "TIMEOUT"):
+            return {"kind": kind}
+        if kind == "ERROR":
+            return {"kind": kind, "msg": rest}
+    except (IndexError, ValueError) as e:
+        return {"kind": "UNKNOWN", "line": line, "error": str(e)}
+    return {"kind": "UNKNOWN", "line": line}
+
+
+# ---------------------------------------------------------------- the Go peer
+
+def go_env(cache_dir: Path) -> Dict[str, str]:
+    """Environment for building against Debian's kcp-go without modules."""
+    env = dict(os.environ)
+    env["GO111MODULE"] = "off"
+    env["GOPATH"] = GOPATH
+    env.setdefault("GOFLAGS", "")
+    if "GOCACHE" not in env and not env.get("HOME"):
+        env["GOCACHE"] = str(cache_dir / ".gocache")
+    return env
+
+
+def newest_source_mtime(src_dir: Path) -> float:
+    files = [p for p in src_dir.iterdir() if p.suffix == ".go"]
+    if not files:
+        raise RuntimeError(f"no Go source in {src_dir}")
+    return max(p.stat().st_mtime for p in files)
+
+
+def build_go_peer(src_dir: Path, bin_path: Path, force: bool = False) -> str:
+    """Build the peer in src_dir to bin_path if missing or older than its
+    source; return its path.
+
+    Raises RuntimeError (never skips) when the Go toolchain or Debian's kcp-go
+    source is missing or the build fails.
+    """
+    go = shutil.which("go")
+    if go is None:
+        raise RuntimeError(
+            "Go toolchain not found: the kcp-go interop peer needs `go` on PATH "
+            "(Debian: apt-get install golang-go golang-github-xtaci-kcp-dev)")
+    if not KCP_GO_SRC.is_dir():
+        raise RuntimeError(
+            f"kcp-go source not found at {KCP_GO_SRC} "
+            "(Debian: apt-get install golang-github-xtaci-kcp-dev)")
+    src_mtime = newest_source_mtime(src_dir)
+    if not force and bin_path.exists() and bin_path.stat().st_mtime >= src_mtime:
+        return str(bin_path)
+    bin_path.parent.mkdir(parents=True, exist_ok=True)
+    # Build to a private name, then rename: concurrent builders never see a
+    # half-written binary.
+    tmp = bin_path.with_name(f".{bin_path.name}.{os.getpid()}.tmp")
+    try:
+        proc = subprocess.run(
+            [go, "build", "-o", str(tmp), "."], cwd=str(src_dir),
+            env=go_env(bin_path.parent), stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, timeout=300)
+        if proc.returncode != 0:
+            raise RuntimeError("building the Go peer failed:\n"
+                               + proc.stdout.decode(errors="replace"))
+        os.replace(tmp, bin_path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return str(bin_path)
+
+
+def source_checkout() -> Path:
+    """The gkcp source checkout holding tests/go/peer: $GKCP_SOURCE, the
+    directory above this package (running from a checkout or an editable
+    install), or the current directory."""
+    candidates: List[Path] = []
+    if os.environ.get("GKCP_SOURCE"):
+        candidates.append(Path(os.environ["GKCP_SOURCE"]))
+    candidates += [Path(__file__).resolve().parents[2], Path.cwd()]
+    for root in candidates:
+        if (root / "tests" / "go" / "peer" / "main.go").is_file():
+            return root
+    raise RuntimeError(
+        "the kcp-go reference peer (tests/go/peer) was not found in "
+        + ", ".join(str(c) for c in candidates)
+        + ": python -m gkcp.bench compares gkcp with kcp-go and needs a gkcp source "
+        "checkout plus Go (Debian: apt-get install golang-go golang-github-xtaci-kcp-dev); "
+        "run it from the checkout's top directory or set GKCP_SOURCE to it")
+
+
+def checkout_go_peer(force: bool = False) -> str:
+    """Build (if needed) the Go peer of the source checkout; return its path."""
+    root = source_checkout()
+    return build_go_peer(root / "tests" / "go" / "peer", root / "tests" / "go" / "bin" / "peer", force)
