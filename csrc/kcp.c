@@ -23,8 +23,6 @@ enum {
     RTO_CEILING = 60000,
     WND_SND_INITIAL = 32,
     WND_RCV_INITIAL = 32,
-    /* ikcp's IKCP_WND_RCV: the least receive window an application may set */
-    WND_RCV_FLOOR = 128,
     /* the wire's wnd field is 16 bits */
     WND_CEILING = 65535,
     MTU_INITIAL = 1400,
@@ -332,7 +330,7 @@ void gk_kcp_wndsize(gk_kcp *k, int sndwnd, int rcvwnd)
     if (sndwnd > 0)
         k->snd_wnd = umin((uint32_t)sndwnd, WND_CEILING);
     if (rcvwnd > 0) {
-        uint32_t w = umin(umax((uint32_t)rcvwnd, WND_RCV_FLOOR), WND_CEILING);
+        uint32_t w = umin((uint32_t)rcvwnd, WND_CEILING);
         if (rcv_ring_reserve(k, w) == 0)
             k->rcv_wnd = w;
     }

@@ -43,8 +43,10 @@ int gk_kcp_setmtu(gk_kcp *kcp, int mtu);
 /* kcp-go NoDelay: a negative argument leaves that setting unchanged;
  * interval clamped to 10..5000. */
 void gk_kcp_nodelay(gk_kcp *kcp, int nodelay, int interval, int resend, int nc);
-/* Values <= 0 leave that window unchanged; rcv_wnd is raised to at least
- * the largest fragment count (128, as ikcp's IKCP_WND_RCV). */
+/* Values <= 0 leave that window unchanged; both are capped at 65535 (the
+ * wire's wnd field).  No floor, as in kcp-go (ikcp raises rcv_wnd to 128):
+ * a message of more fragments than rcv_wnd can then never be read, which is
+ * why sessions send one message per segment, as kcp-go's Write does. */
 void gk_kcp_wndsize(gk_kcp *kcp, int sndwnd, int rcvwnd);
 void gk_kcp_set_stream(gk_kcp *kcp, int stream);
 void gk_kcp_set_dead_link(gk_kcp *kcp, uint32_t dead_link);

@@ -1,0 +1,78 @@
+"""Several worker processes serving one UDP port: how a gkcp server outgrows
+one core.
+
+Each worker opens its own listener on the same address with SO_REUSEPORT;
+the kernel hashes every datagram's source address and port to one socket, so
+a peer's KCP session always lands in the same process.  (Across machines, the
+same idea with an L4 UDP balancer hashing on the source address: see the
+README.)
+
+    def worker(index):
+        KCPServer(("0.0.0.0", 29900), handle, reuse_port=True, **FAST).serve_forever()
+
+    gkcp.prefork.run(worker, workers=4)
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Callable, List, Optional
+
+__all__ = ["run", "fork_workers", "wait_workers"]
+
+
+def fork_workers(worker: Callable[[int], object], workers: Optional[int] = None) -> List[int]:
+    """Fork ``workers`` processes (default: one per CPU) that each call
+    ``worker(index)`` and exit with 0 when it returns, 1 if it raises.
+    Call it before creating any gkcp object in the parent: each child builds
+    its own sockets, engine and gevent hub.  Returns the children's pids."""
+    count = workers or os.cpu_count() or 1
+    if count < 1:
+        raise ValueError("workers must be >= 1")
+    pids = []
+    for index in range(count):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                import gevent
+                gevent.reinit()
+                worker(index)
+                code = 0
+            except BaseException:
+                import traceback
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        pids.append(pid)
+    return pids
+
+
+def wait_workers(pids: List[int]) -> int:
+    """Wait for every worker; SIGINT/SIGTERM received meanwhile are passed on
+    to them.  Returns the number of workers that failed."""
+    def forward(signum: int, _frame: object) -> None:
+        for pid in pids:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    failed = 0
+    try:
+        for pid in pids:
+            _, status = os.waitpid(pid, 0)
+            failed += os.waitstatus_to_exitcode(status) != 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return failed
+
+
+def run(worker: Callable[[int], object], workers: Optional[int] = None) -> int:
+    """fork_workers then wait_workers: the pre-fork server's main."""
+    return wait_workers(fork_workers(worker, workers))
