@@ -7,4 +7,9 @@ Each command is a module of this package with ``main(argv) -> int``.
 COMMANDS = {
     "crypto": "crypto",
     "fec": "fec",
+    "scale": "scale",
+    "transfer": "transfer",
 }
+
+#: what ``python -m gkcp.bench`` runs without a command (or with only options)
+DEFAULT_COMMAND = "transfer"

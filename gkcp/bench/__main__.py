@@ -1,15 +1,19 @@
 """Dispatch ``python -m gkcp.bench <command>`` to the command's module."""
 import importlib
 import sys
+from typing import List, Optional
 
-from . import COMMANDS
+from . import COMMANDS, DEFAULT_COMMAND
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in COMMANDS:
-        print("usage: python -m gkcp.bench {%s} [options]" % ",".join(sorted(COMMANDS)))
-        return 2
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv = [DEFAULT_COMMAND] + argv
+    if argv[0] not in COMMANDS:
+        print("usage: python -m gkcp.bench [{%s}] [options]  (default: %s)"
+              % (",".join(sorted(COMMANDS)), DEFAULT_COMMAND))
+        return 0 if argv[0] in ("-h", "--help") else 2
     module = importlib.import_module("." + COMMANDS[argv[0]], __package__)
     return module.main(argv[1:])
 
