@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..demo import parse_size
 from .wire import checkout_go_peer, parse_line
@@ -70,10 +70,13 @@ def pair_name(pair: Sequence[str]) -> str:
 # ---------------------------------------------------------------- processes
 
 class PeerProcess:
-    """One peer process (either implementation); stdout parsed line by line."""
+    """One peer process (either implementation); stdout parsed line by line
+    (by default as the peers' protocol, see gkcp.bench.wire.parse_line)."""
 
-    def __init__(self, argv: List[str], env: Dict[str, str]) -> None:
+    def __init__(self, argv: List[str], env: Dict[str, str],
+                 parse: Callable[[str], Optional[dict]] = parse_line) -> None:
         self.argv = argv
+        self._parse = parse
         self._err = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=self._err, env=env)
@@ -84,7 +87,7 @@ class PeerProcess:
         self._pending += data
         *lines, self._pending = self._pending.split(b"\n")
         for line in lines:
-            ev = parse_line(line.decode(errors="replace"))
+            ev = self._parse(line.decode(errors="replace"))
             if ev is not None:
                 self.events.append(ev)
 
@@ -145,15 +148,20 @@ class PeerProcess:
         return ev
 
 
+def child_env() -> Dict[str, str]:
+    """Environment in which `python -m gkcp...` imports this very gkcp."""
+    import gkcp
+    pkg_parent = str(Path(gkcp.__file__).resolve().parents[1])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, os.environ.get("PYTHONPATH")) if p)
+    return env
+
+
 class Runner:
     """Starts listener/dialer pairs of either implementation with shared flags."""
 
     def __init__(self, go_peer: str, common: List[str], timeout: float) -> None:
-        import gkcp
-        pkg_parent = str(Path(gkcp.__file__).resolve().parents[1])
-        self.env = dict(os.environ)
-        self.env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (pkg_parent, os.environ.get("PYTHONPATH")) if p)
+        self.env = child_env()
         self.commands = {"gkcp": [sys.executable, "-m", "gkcp.bench.peer"], "kcp-go": [go_peer]}
         self.common = common
         self.timeout = timeout
