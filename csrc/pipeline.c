@@ -24,6 +24,22 @@ static void mark_dirty(gk_udp *u)
     }
 }
 
+/* Encrypts the queued datagrams not yet sealed, then writes the batch. */
+void gk_pipe_send_batch(gk_udp *u)
+{
+    gk_batch *b = &u->tx;
+    if (u->crypt && u->sealed < b->n) {
+        int n = b->n - u->sealed;
+        for (int i = 0; i < n; i++) {
+            u->seal_pkts[i] = gk_batch_slot(b, u->sealed + i);
+            u->seal_lens[i] = (size_t)b->lens[u->sealed + i];
+        }
+        gk_crypt_encrypt_many(u->crypt, &u->nonce, u->seal_pkts, u->seal_lens, (size_t)n);
+    }
+    u->sealed = 0;
+    gk_io_send(u->fd, b, u->mmsg);
+}
+
 void gk_pipe_flush_dirty(gk_engine *eng)
 {
     while (eng->dirty) {
@@ -31,7 +47,7 @@ void gk_pipe_flush_dirty(gk_engine *eng)
         eng->dirty = u->dirty_next;
         u->dirty = 0;
         u->dirty_next = NULL;
-        gk_io_send(u->fd, &u->tx, u->mmsg);
+        gk_pipe_send_batch(u);
     }
 }
 
@@ -40,19 +56,13 @@ static uint8_t *tx_slot(gk_sess *s, int len)
 {
     gk_udp *u = s->udp;
     if (u->tx.n == u->tx.cap)
-        gk_io_send(u->fd, &u->tx, u->mmsg);
+        gk_pipe_send_batch(u);
     int i = u->tx.n++;
     memcpy(&u->tx.addrs[i], &s->peer, s->peerlen);
     u->tx.addrlens[i] = s->peerlen;
     u->tx.lens[i] = len;
     mark_dirty(u);
     return gk_batch_slot(&u->tx, i);
-}
-
-static void seal(gk_sess *s, uint8_t *slot, int len)
-{
-    if (s->udp->crypt)
-        gk_crypt_encrypt(s->udp->crypt, &s->nonce, slot, (size_t)len);
 }
 
 void gk_pipe_output(uint8_t *buf, int len, void *user)
@@ -65,15 +75,9 @@ void gk_pipe_output(uint8_t *buf, int len, void *user)
     if (s->fec_enc)
         nparity = gk_fec_encode(s->fec_enc, buf + crypt_room, len - crypt_room, &parity, &parity_len);
 
-    uint8_t *slot = tx_slot(s, len);
-    memcpy(slot, buf, (size_t)len);
-    seal(s, slot, len);
-
-    for (int i = 0; i < nparity; i++) {
-        slot = tx_slot(s, crypt_room + parity_len);
-        memcpy(slot + crypt_room, parity[i], (size_t)parity_len);
-        seal(s, slot, crypt_room + parity_len);
-    }
+    memcpy(tx_slot(s, len), buf, (size_t)len);
+    for (int i = 0; i < nparity; i++)
+        memcpy(tx_slot(s, crypt_room + parity_len) + crypt_room, parity[i], (size_t)parity_len);
 }
 
 static void kcp_feed(gk_sess *s, const uint8_t *data, int len, int regular, uint32_t now)

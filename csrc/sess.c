@@ -250,12 +250,6 @@ static gk_sess *sess_new(gk_udp *u, const void *addr, socklen_t addrlen, uint32_
     memcpy(&s->peer, addr, addrlen);
     s->peerlen = addrlen;
     gk_addr_key_make(&s->key, &s->peer);
-    /* Each session's nonce generator gets its own key, drawn from the
-     * engine's generator, which was seeded from the OS. */
-    uint8_t seed[32];
-    gk_nonce_next(&u->eng->seeder, seed);
-    gk_nonce_next(&u->eng->seeder, seed + GK_NONCE_SIZE);
-    gk_nonce_init(&s->nonce, seed);
     s->id = u->eng->next_id++;
     s->last_rx = now;
     if (gk_sched_put(u->eng, s, now) < 0) {
@@ -546,12 +540,23 @@ gk_udp *gk_udp_new(gk_engine *eng, int fd, int listening, const gk_config *cfg,
     u->backlog = backlog;
     u->cfg = *cfg;
     u->crypt = crypt;
-    if (gk_batch_init(&u->rx, batch) < 0 || gk_batch_init(&u->tx, batch) < 0) {
+    u->seal_pkts = calloc((size_t)batch, sizeof(*u->seal_pkts));
+    u->seal_lens = calloc((size_t)batch, sizeof(*u->seal_lens));
+    if (gk_batch_init(&u->rx, batch) < 0 || gk_batch_init(&u->tx, batch) < 0 ||
+        !u->seal_pkts || !u->seal_lens) {
         gk_batch_free(&u->rx);
         gk_batch_free(&u->tx);
+        free(u->seal_pkts);
+        free(u->seal_lens);
         free(u);
         return NULL;
     }
+    /* The socket's nonce key is drawn from the engine's generator, which
+     * was seeded from the OS. */
+    uint8_t seed[32];
+    gk_nonce_next(&eng->seeder, seed);
+    gk_nonce_next(&eng->seeder, seed + GK_NONCE_SIZE);
+    gk_nonce_init(&u->nonce, seed);
     u->eng_next = eng->udps;
     if (eng->udps)
         eng->udps->eng_prev = u;
@@ -577,6 +582,8 @@ void gk_udp_free(gk_udp *u)
         *p = u->dirty_next;
     }
     free(u->buckets);
+    free(u->seal_pkts);
+    free(u->seal_lens);
     gk_batch_free(&u->rx);
     gk_batch_free(&u->tx);
     free(u);

@@ -27,7 +27,6 @@ struct gk_sess {
     gk_config cfg;
     gk_fec_encoder *fec_enc;   /* NULL: FEC off for sending */
     gk_fec_decoder *fec_dec;   /* created on the first FEC packet */
-    gk_nonce nonce;
 
     struct sockaddr_storage peer;
     socklen_t peerlen;
@@ -61,8 +60,14 @@ struct gk_udp {
     int backlog, unaccepted;
     gk_config cfg;
     const gk_crypt *crypt;
-    int reserved;              /* header bytes below KCP: crypto + FEC */
     gk_batch rx, tx;
+    int sealed;                /* tx slots already encrypted */
+    uint8_t **seal_pkts;       /* scratch for gk_crypt_encrypt_many */
+    size_t *seal_lens;
+    /* Nonces come from one generator per socket: random nonces need only be
+     * unpredictable and unique, not tied to a session, and sealing a whole
+     * batch at once lets the cipher run several packets side by side. */
+    gk_nonce nonce;
 
     gk_sess **buckets;         /* listening sockets: sessions by peer address */
     uint32_t nbuckets;         /* power of two */
@@ -100,6 +105,7 @@ void gk_pipe_output(uint8_t *buf, int len, void *user);
 void gk_pipe_input(gk_udp *u, uint8_t *pkt, int len, const struct sockaddr_storage *from,
                    socklen_t fromlen, uint32_t now);
 void gk_pipe_flush_dirty(gk_engine *eng);
+void gk_pipe_send_batch(gk_udp *u);
 
 /* sess.c, used by the pipeline */
 gk_sess *gk_udp_find(gk_udp *u, const gk_addr_key *key);
