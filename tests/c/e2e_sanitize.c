@@ -276,7 +276,7 @@ static int run(const scenario *sc, uint64_t bytes)
     client.udp = gk_udp_new(client.eng, cfd, 0, &cfg, crypt, 64, 16);
     gk_udp_set_mmsg(server.udp, 0); /* the recvfrom/sendto fallback on one side */
     uint32_t now = now_ms();
-    client.sess = gk_udp_dial(client.udp, &ra, sizeof ra, 0x600DF00D, now);
+    client.sess = gk_udp_dial(client.udp, &ra, sizeof ra, 0x600DF00D, !sc->stream, now);
     if (!server.eng || !client.eng || !server.udp || !client.udp || !client.sess) {
         fprintf(stderr, "setup failed\n");
         exit(2);

@@ -4,7 +4,8 @@
  * Seeds: python tests/fuzz/make_seeds.py DIR (one subfolder per target).
  *
  * Input layout (byte 0 picks the target unless GKCP_FUZZ_TARGET=n forces it):
- *   0 pipeline: cfg byte (cipher = b % NCIPHERS, FEC = b / NCIPHERS % 3),
+ *   0 pipeline: cfg byte (cipher = b % NCIPHERS, FEC = b / NCIPHERS % 3,
+ *               dial announces itself if b / (NCIPHERS * 3) is odd),
  *               flags byte (mtu, windows, nodelay, stream, ack_nodelay,
  *               write_delay, idle timeout), then ops until the input ends:
  *               op & 3 == 0/1  datagram to gk_pipe_input: bit 2 dialer
@@ -293,7 +294,8 @@ static void fuzz_pipe(reader *r)
     gk_udp *lu = gk_udp_new(ps.eng, listen_fd, 1, cfg, crypt, 4, 4);
     gk_udp *du = gk_udp_new(ps.eng, dial_fd, 0, cfg, crypt, 4, 4);
     CHECK(lu && du);
-    gk_sess *dialed = gk_udp_dial(du, &addrs[0], (int)addrlens[0], 0x01020304, ps.now);
+    gk_sess *dialed = gk_udp_dial(du, &addrs[0], (int)addrlens[0], 0x01020304,
+                                  (int)(cb / (NCIPHERS * 3)) & 1, ps.now);
     CHECK(dialed);
     ps.sess[ps.nsess++] = dialed;
 
@@ -353,15 +355,16 @@ static void fuzz_pipe(reader *r)
 
 /* ---- target 1: one KCP state machine ------------------------------------------- */
 
-/* The largest mtu set so far: segments queued under a larger mtu keep their
- * size (as in kcp-go), so a packet may exceed the current mtu, never that. */
-static int kcp_mtu;
+/* Segments queued under a larger mss keep their size (as in kcp-go), so a
+ * packet may exceed the current mtu: never the largest mtu set so far plus
+ * the largest header room. */
+static int kcp_mtu, kcp_room;
 
 static void kcp_out(uint8_t *buf, int len, void *user)
 {
     (void)user;
     static volatile uint8_t sink;
-    CHECK(len > 0 && len <= kcp_mtu);
+    CHECK(len > 0 && len <= kcp_mtu + kcp_room);
     sink = buf[0] ^ buf[len - 1];
     (void)sink;
 }
@@ -374,7 +377,8 @@ static void fuzz_kcp(reader *r)
     gk_kcp *k = gk_kcp_create(0x01020304, kcp_out, NULL);
     CHECK(k);
     kcp_mtu = 1400;
-    CHECK(gk_kcp_reserve(k, (int)(fl & 3) * 8) == 0);
+    kcp_room = (int)(fl & 3) * 8;
+    CHECK(gk_kcp_reserve(k, kcp_room) == 0);
     if (fl & 4) {
         kcp_mtu = 100;
         CHECK(gk_kcp_setmtu(k, kcp_mtu) == 0);
@@ -423,7 +427,9 @@ static void fuzz_kcp(reader *r)
             unsigned b = u8(r);
             if (op & 16) {
                 /* FEC or crypto switched on or off under queued data */
-                gk_kcp_reserve(k, (int)(b & 3) * 8 + (b & 4 ? 20 : 0));
+                int room = (int)(b & 3) * 8 + (b & 4 ? 20 : 0);
+                if (gk_kcp_reserve(k, room) == 0 && room > kcp_room)
+                    kcp_room = room;
             } else if (op & 8) {
                 gk_kcp_wndsize(k, (int)b + 1 - 128, (int)(b * 3) - 200);
             } else if (gk_kcp_setmtu(k, 50 + (int)b * 5) == 0 && 50 + (int)b * 5 > kcp_mtu) {
