@@ -78,10 +78,14 @@ def conversation(fec, src=1, conv=0x11223344, dialer=False):
         seg(conv, WINS, 0, una=4, wnd=128),
         seg(conv, PUSH, 4, una=1, data=bytes(range(200))),
     ]
+    if fec != (0, 0):
+        # enough to close a 10/3 group, whose lost shard parity rebuilds
+        kcp_packets += [seg(conv, PUSH, sn, una=1, data=bytes([sn]) * (30 + sn)) for sn in range(5, 12)]
     out = b""
-    for k in kcp_packets:
-        for d in framer.frame(k):
-            out += datagram(d, src=src, dialer=dialer)
+    for i, k in enumerate(kcp_packets):
+        for j, d in enumerate(framer.frame(k)):
+            if not (j == 0 and i == 2 and fec != (0, 0)):
+                out += datagram(d, src=src, dialer=dialer)
         out += tick(3)
     framer.close()
     return out
