@@ -100,10 +100,9 @@ static void deliver(gk_sess *s, const uint8_t *pkt, int len, int fec_type, uint3
             if (!s->fec_dec)
                 return;
         }
-        gk_fec_recovered rec[256];
-        int n = gk_fec_decode(s->fec_dec, pkt, len, now, rec, 256);
-        if (n < 0)
-            gk_stats.InErrs++;
+        gk_fec_recovered rec[GK_FEC_MAX_RECOVERED];
+        /* a malformed packet returns -1 and is counted by the decoder */
+        int n = gk_fec_decode(s->fec_dec, pkt, len, now, rec, GK_FEC_MAX_RECOVERED);
         for (int i = 0; i < n; i++)
             kcp_feed(s, rec[i].data, rec[i].len, 0, now);
     }
