@@ -54,4 +54,5 @@ def test_echo_server_and_client_as_two_processes():
 def test_every_example_is_tested():
     scripts = {name for name in os.listdir(EXAMPLES) if name.endswith(".py")}
     assert scripts == {"echo_server.py", "echo_client.py", "chat_server.py", "wsgi_over_kcp.py",
-                       "legacy_http_client.py", "tls_over_kcp.py"}
+                       "legacy_http_client.py", "tls_over_kcp.py",
+                       "prefork_echo_server.py"}  # run by tests/test_engine.py

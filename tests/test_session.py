@@ -203,19 +203,21 @@ def test_close_lingers_until_data_is_delivered():
 
 
 def test_sessions_and_sockets_are_freed():
-    engine = get_engine()
-    wait_until(lambda: lib.gk_engine_sessions(engine.c) == 0)  # earlier tests' lingering closes
-    before = lib.gk_engine_sessions(engine.c)
     with gkcp.listen(("127.0.0.1", 0), **FAST) as listener:
+        server_endpoint = listener._endpoint
         clients = [gkcp.dial(listener.getsockname(), **FAST) for _ in range(20)]
         for c in clients:
             c.sendall(b"hello")
         servers = [listener.accept()[0] for _ in clients]
-        assert lib.gk_engine_sessions(engine.c) == before + 40
+        assert lib.gk_udp_sessions(server_endpoint.c) == 20
+        client_sockets = [c._endpoint.sock for c in clients]
         for s in servers + clients:
             s.close()
-    assert wait_until(lambda: lib.gk_engine_sessions(engine.c) == before)
-    assert not engine._endpoints
+    # every C session freed, every UDP socket closed, nothing left registered
+    engine = get_engine()
+    assert wait_until(lambda: server_endpoint.c is None and all(c._endpoint.c is None for c in clients))
+    assert all(sock.fileno() == -1 for sock in client_sockets + [server_endpoint.sock])
+    assert not any(e in engine._endpoints.values() for e in [server_endpoint] + [c._endpoint for c in clients])
 
 
 def test_idle_timeout_ends_session():
