@@ -8,12 +8,12 @@ from . import COMMANDS, DEFAULT_COMMAND
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+    if not argv or argv[0].startswith("-"):
         argv = [DEFAULT_COMMAND] + argv
     if argv[0] not in COMMANDS:
         print("usage: python -m gkcp.bench [{%s}] [options]  (default: %s)"
               % (",".join(sorted(COMMANDS)), DEFAULT_COMMAND))
-        return 0 if argv[0] in ("-h", "--help") else 2
+        return 2
     module = importlib.import_module("." + COMMANDS[argv[0]], __package__)
     return module.main(argv[1:])
 

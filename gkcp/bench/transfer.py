@@ -209,6 +209,7 @@ def measure(runner: Runner, pair: Sequence[str], profile: List[str], nbytes: int
         raise BenchError("sink digest mismatch for %s" % pair_name(pair))
     raw = listener.cpu_seconds + dialer.cpu_seconds
     out.update(sink_mbps=send["mbps"], sink_seconds=send["seconds"], sink_cpu_raw_s=raw,
+               sink_cpu_listen_s=listener.cpu_seconds, sink_cpu_dial_s=dialer.cpu_seconds,
                sink_cpu_ms_per_mb=max(raw - overhead, 0.0) * 1000 / (nbytes / MB),
                sink_retrans=_retransmits(listener, dialer))
 
@@ -218,6 +219,7 @@ def measure(runner: Runner, pair: Sequence[str], profile: List[str], nbytes: int
         raise BenchError("echo digest mismatch for %s" % pair_name(pair))
     raw = listener.cpu_seconds + dialer.cpu_seconds
     out.update(echo_mbps=nbytes / echo["seconds"] / MB, echo_seconds=echo["seconds"], echo_cpu_raw_s=raw,
+               echo_cpu_listen_s=listener.cpu_seconds, echo_cpu_dial_s=dialer.cpu_seconds,
                echo_cpu_ms_per_mb=max(raw - overhead, 0.0) * 1000 / (2 * nbytes / MB),
                echo_retrans=_retransmits(listener, dialer))
 
@@ -309,8 +311,11 @@ def plot(results: Dict[str, Dict[str, Dict[str, Any]]], path: str, title: str) -
 # ---------------------------------------------------------------- main
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import COMMANDS
     p = argparse.ArgumentParser(prog="python -m gkcp.bench [transfer]",
-                                description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="other benchmarks: python -m gkcp.bench {%s} --help"
+                                % ",".join(sorted(set(COMMANDS) - {"transfer"})))
     p.add_argument("--bytes", type=parse_size, default=None,
                    help="bytes per sink/echo transfer (default 100M; 20M with --quick)")
     p.add_argument("--quick", action="store_true", help="smoke run: 20 MB, plain profile only, 200 round trips")
