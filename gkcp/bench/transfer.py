@@ -377,7 +377,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     load_after = load_average()
     print()
     print(format_table(results))
-    print("ratios are to kcp-go<->kcp-go of the same profile; CPU ms/MB: sink run, both processes, "
+    print("ratios are to kcp-go<->kcp-go of the same profile; CPU ms/MB (= s/GB): sink run, both processes, "
           "start-up (%s) subtracted; load %s -> %s"
           % (", ".join("%s %.0f+%.0f ms" % (i, s["listen"] * 1e3, s["dial"] * 1e3) for i, s in startup.items()),
              load_before, load_after))

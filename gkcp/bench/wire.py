@@ -3,7 +3,8 @@
 protocol, and building the Go peer from a source checkout.
 
 tests/gopeer.py imports these too, so the test harness and the benchmark
-can never disagree about a byte or a line.  Nothing here imports gevent.
+can never disagree about a byte or a line.  The module itself needs neither
+gevent nor the C core (importing it loads the gkcp package, which does).
 """
 from __future__ import annotations
 
