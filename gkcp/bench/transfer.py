@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import select
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -231,6 +232,15 @@ def measure(runner: Runner, pair: Sequence[str], profile: List[str], nbytes: int
     return out
 
 
+def median_of(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Each figure's median over repeated runs (a shared machine is noisy),
+    with the runs themselves kept."""
+    out: Dict[str, Any] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    if len(runs) > 1:
+        out["runs"] = runs
+    return out
+
+
 def _retransmits(*peers: PeerProcess) -> int:
     total = 0
     for p in peers:
@@ -327,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mtu", type=int, default=1400)
     p.add_argument("--sockbuf", type=parse_size, default=4 << 20, help="socket buffers (default 4M)")
     p.add_argument("--rtt-count", type=int, default=None, help="64-byte round trips (default 2000; 200 with --quick)")
+    p.add_argument("--repeat", type=int, default=1, help="runs per cell; the table shows medians (default 1)")
     p.add_argument("--timeout", type=float, default=120, help="per-process deadline, seconds")
     p.add_argument("--json", metavar="PATH", help="save settings and results as JSON")
     p.add_argument("--plot", metavar="PATH.png", help="render the table as a chart (needs matplotlib)")
@@ -355,9 +366,10 @@ def main(argv: Optional[List[str]] = None) -> int:
               "-sockbuf=%d" % args.sockbuf]
     runner = Runner(go_peer, common, args.timeout)
     load_before = load_average()
-    print("gkcp bench: %.0f MB per transfer, %d round trips; nodelay 1/%d/2/1, window %d, MTU %d, "
-          "sockbuf %d; %d CPUs, load %s" % (nbytes / MB, rtt_count, args.interval, args.window, args.mtu,
-                                            args.sockbuf, os.cpu_count() or 0, load_before), flush=True)
+    print("gkcp bench: %.0f MB per transfer, %d round trips, %d run(s) per cell; nodelay 1/%d/2/1, "
+          "window %d, MTU %d, sockbuf %d; %d CPUs, load %s"
+          % (nbytes / MB, rtt_count, args.repeat, args.interval, args.window, args.mtu, args.sockbuf,
+             os.cpu_count() or 0, load_before), flush=True)
     started = time.time()
     try:
         startup = {impl: startup_cpu(runner, impl) for impl in IMPLS}
@@ -366,7 +378,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             results[profile] = {}
             for pair in pairs:
                 print("  %-12s %-16s ..." % (profile, pair_name(pair)), end="", flush=True)
-                res = measure(runner, pair, PROFILES[profile], nbytes, rtt_count, startup)
+                res = median_of([measure(runner, pair, PROFILES[profile], nbytes, rtt_count, startup)
+                                 for _ in range(args.repeat)])
                 results[profile][pair_name(pair)] = res
                 print(" sink %.1f MB/s, echo %.1f MB/s, rtt %.0f/%.0f us"
                       % (res["sink_mbps"], res["echo_mbps"], res["rtt_p50_us"], res["rtt_p99_us"]), flush=True)
@@ -382,8 +395,8 @@ def main(argv: Optional[List[str]] = None) -> int:
           % (", ".join("%s %.0f+%.0f ms" % (i, s["listen"] * 1e3, s["dial"] * 1e3) for i, s in startup.items()),
              load_before, load_after))
     if args.json:
-        doc = {"settings": {"bytes": nbytes, "rtt_count": rtt_count, "nodelay": [1, args.interval, 2, 1],
-                            "window": args.window, "mtu": args.mtu, "sockbuf": args.sockbuf,
+        doc = {"settings": {"bytes": nbytes, "rtt_count": rtt_count, "repeat": args.repeat,
+                            "nodelay": [1, args.interval, 2, 1], "window": args.window, "mtu": args.mtu, "sockbuf": args.sockbuf,
                             "profiles": {p: PROFILES[p] for p in profiles}},
                "machine": {"cpus": os.cpu_count(), "load_before": load_before, "load_after": load_after},
                "started": started, "seconds": time.time() - started,
@@ -392,6 +405,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             json.dump(doc, f, indent=1)
         print("results saved to %s" % args.json)
     if args.plot:
-        plot(results, args.plot, "gkcp vs kcp-go: %.0f MB, window %d, load %s" % (nbytes / MB, args.window, load_before))
+        plot(results, args.plot, "gkcp vs kcp-go: %.0f MB, window %d, load %s"
+             % (nbytes / MB, args.window, load_before))
         print("chart saved to %s" % args.plot)
     return 0
