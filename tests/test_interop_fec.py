@@ -12,9 +12,9 @@ from pyroles import FAST, from_go_dialer, gkcp_pair, snmp_delta, to_go_listener
 N = 20_000_000
 SHAPES = [(10, 3), (3, 2)]
 LOSS = dict(drop=0.04, seed=1)
-FAULTS = [pytest.param(LOSS, id="drop4"),
-          pytest.param(dict(drop=0.08, dup=0.02, reorder=0.05, seed=9), id="drop8-dup-reorder",
-                       marks=pytest.mark.soak)]
+FAULTS = [pytest.param(LOSS, N, id="drop4"),
+          pytest.param(dict(drop=0.08, dup=0.02, reorder=0.05, seed=9), 100_000_000,
+                       id="drop8-dup-reorder-100MB", marks=pytest.mark.soak)]
 
 
 def _fec(ds, ps, mode=FAST):
@@ -30,20 +30,20 @@ def _assert_intact(t):
 # every shape is tested with gkcp as client and as server, sending and
 # receiving.
 CASES = [
-    ("go-listener-sends", lambda b, py, go, **kw: to_go_listener(b, "source", N, py, go, **kw), True),
-    ("go-dialer-sends", lambda b, py, go, **kw: from_go_dialer(b, "send", N, py, go, **kw), True),
-    ("gkcp-dialer-sends", lambda b, py, go, **kw: to_go_listener(b, "sink", N, py, go, **kw), False),
-    ("gkcp-listener-sends", lambda b, py, go, **kw: from_go_dialer(b, "recv", N, py, go, **kw), False),
+    ("go-listener-sends", lambda b, n, py, go, **kw: to_go_listener(b, "source", n, py, go, **kw), True),
+    ("go-dialer-sends", lambda b, n, py, go, **kw: from_go_dialer(b, "send", n, py, go, **kw), True),
+    ("gkcp-dialer-sends", lambda b, n, py, go, **kw: to_go_listener(b, "sink", n, py, go, **kw), False),
+    ("gkcp-listener-sends", lambda b, n, py, go, **kw: from_go_dialer(b, "recv", n, py, go, **kw), False),
 ]
 
 
-@pytest.mark.parametrize("faults", FAULTS)
+@pytest.mark.parametrize("faults,n", FAULTS)
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 @pytest.mark.parametrize("shape", SHAPES, ids=["%d-%d" % s for s in SHAPES])
-def test_fec_interop_through_lossy_relay(go_peer_bin, shape, case, faults):
+def test_fec_interop_through_lossy_relay(go_peer_bin, shape, case, faults, n):
     _, run, gkcp_receives = case
     before = gkcp.snmp()
-    t = run(go_peer_bin, *_fec(*shape), relay=faults, timeout=90)
+    t = run(go_peer_bin, n, *_fec(*shape), relay=faults, timeout=120)
     _assert_intact(t)
     d = snmp_delta(before)
     assert t.relay["c2s"]["dropped"] + t.relay["s2c"]["dropped"] > 500, t.relay
