@@ -16,7 +16,8 @@
  *               op & 3 == 2    clock += next byte * 16 ms (bit 2: + 30 s),
  *                   gk_engine_update;
  *               op & 3 == 3    application call on session (op >> 5): bits
- *                   2-4 pick send / recv / close / configure / queries.
+ *                   2-4 pick send / recv / close / configure / queries /
+ *                   stop listening.
  *   1 kcp:      flags byte, sn byte, then ops on one gk_kcp (input, send,
  *               recv, flush, clock, windows, mtu, header room).
  *   2 fec:      shape byte, then FEC packets and clock steps to a decoder.
@@ -174,6 +175,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 #define MAXSESS 16
 typedef struct {
     gk_engine *eng;
+    gk_udp *lu, *du;
     gk_sess *sess[MAXSESS];
     int nsess;
     uint32_t now;
@@ -210,6 +212,11 @@ static void take_events(pipe_state *ps)
 static void app_call(pipe_state *ps, unsigned op, reader *r)
 {
     static uint8_t buf[70000];
+    if (((op >> 2) & 7) == 6) {
+        gk_udp_stop_listening(ps->lu);
+        CHECK(gk_udp_sessions(ps->lu) + gk_udp_sessions(ps->du) == gk_engine_sessions(ps->eng));
+        return;
+    }
     if (!ps->nsess)
         return;
     int i = (int)(op >> 5) % ps->nsess;
@@ -291,8 +298,8 @@ static void fuzz_pipe(reader *r)
     CHECK(ps.eng);
     /* batch 4: a flush of more datagrams than that writes a full batch
      * mid-flush. */
-    gk_udp *lu = gk_udp_new(ps.eng, listen_fd, 1, cfg, crypt, 4, 4);
-    gk_udp *du = gk_udp_new(ps.eng, dial_fd, 0, cfg, crypt, 4, 4);
+    gk_udp *lu = ps.lu = gk_udp_new(ps.eng, listen_fd, 1, cfg, crypt, 4, 4);
+    gk_udp *du = ps.du = gk_udp_new(ps.eng, dial_fd, 0, cfg, crypt, 4, 4);
     CHECK(lu && du);
     gk_sess *dialed = gk_udp_dial(du, &addrs[0], (int)addrlens[0], 0x01020304,
                                   (int)(cb / (NCIPHERS * 3)) & 1, ps.now);
@@ -325,6 +332,9 @@ static void fuzz_pipe(reader *r)
             gk_pipe_input(u, pkt, (int)(got + room), &addrs[src], addrlens[src], ps.now);
             gk_pipe_flush_dirty(ps.eng);
             free(pkt);
+            /* as the Python driver does after reading */
+            if (gk_engine_wake_pending(ps.eng))
+                gk_engine_update(ps.eng, ps.now);
             break;
         }
         case 2:
