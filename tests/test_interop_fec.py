@@ -158,16 +158,19 @@ PAIRINGS = {
 @pytest.mark.parametrize("pairing", sorted(PAIRINGS))
 def test_fec_needs_fewer_retransmissions_at_10_percent_loss(go_peer_bin, pairing):
     """gkcp sends 10 MB through 10% loss each way; its RetransSegs with 10/3
-    must be below those without FEC (same relay seed, so the same drop
-    pattern for the same traffic)."""
+    must be below those without FEC.  Each is summed over two relay seeds:
+    a scheduling stall on a shared machine can time out a whole window at
+    once in either configuration."""
     retrans, recovered = {}, {}
     for shape in ((0, 0), (10, 3)):
         opts, go = _fec(*shape, mode=RETRANS_MODE)
-        before = gkcp.snmp()
-        t = PAIRINGS[pairing](go_peer_bin, opts, go, dict(drop=0.10, seed=2))
-        _assert_intact(t)
-        d = snmp_delta(before)
-        retrans[shape] = d["RetransSegs"]
-        recovered[shape] = d["FECRecovered"] if t.go is None else t.go.snmp["FECRecovered"]
-    assert recovered[(10, 3)] > 300, recovered
+        retrans[shape] = recovered[shape] = 0
+        for seed in (2, 3):
+            before = gkcp.snmp()
+            t = PAIRINGS[pairing](go_peer_bin, opts, go, dict(drop=0.10, seed=seed))
+            _assert_intact(t)
+            d = snmp_delta(before)
+            retrans[shape] += d["RetransSegs"]
+            recovered[shape] += d["FECRecovered"] if t.go is None else t.go.snmp["FECRecovered"]
+    assert recovered[(10, 3)] > 600, recovered
     assert retrans[(10, 3)] < retrans[(0, 0)], retrans
