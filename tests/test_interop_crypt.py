@@ -11,9 +11,7 @@ from gevent import socket as gsocket
 import gkcp
 import gkcp.crypt
 from gopeer import GoPeer, PeerTimeout
-from lossy_relay import LossyRelay
-from pyroles import FAST, from_go_dialer, gkcp_pair, play_send, run_with_deadline, snmp_delta, to_go_listener, \
-    wait_process
+from pyroles import FAST, from_go_dialer, gkcp_pair, snmp_delta, to_go_listener, wait_process
 
 N = 2_000_000
 PASS = "gkcp interop passphrase"
@@ -70,8 +68,9 @@ def test_every_cipher_with_kcptun_passphrase(go_peer_bin, name, fec, direction):
     assert t.go.snmp["InCsumErrors"] == 0
 
 
-# Raw keys: lengths kcptun never produces (it always derives 32 bytes), so
-# the key-size dispatch of both constructors is compared too.
+# Raw keys through gkcp.dial(crypt=, key=), mostly of lengths kcptun never
+# produces (it derives 32 bytes and cuts them), so the key-size dispatch of
+# both constructors is compared too.
 RAW_KEYS = [("aes", 16), ("aes", 24), ("blowfish", 20), ("xor", 7), ("salsa20", 32), ("twofish", 24)]
 
 
