@@ -71,15 +71,15 @@ void gk_sess_check_ready(gk_sess *s)
 }
 
 /* A session with nothing queued, in flight or to acknowledge is parked: its
- * flushes would send nothing, so it sleeps until GK_PARK_MS (or its idle
- * deadline) unless input or a write wakes it.  Busy sessions flush every
- * interval, as in kcp-go. */
-#define GK_PARK_MS 1000
-
+ * flushes would send nothing, so it leaves the timer heap (or, with an idle
+ * timeout, waits for that deadline) until input or a write wakes it.  Busy
+ * sessions flush every interval, as in kcp-go; idle ones cost nothing. */
 void gk_sess_wake(gk_sess *s, uint32_t now)
 {
+    if (s->status)
+        return;
     uint32_t due = now + gk_kcp_interval(s->kcp);
-    if (s->heap_index >= 0 && (int32_t)(s->due - due) > 0)
+    if (s->heap_index < 0 || (int32_t)(s->due - due) > 0)
         gk_sched_put(s->udp->eng, s, due);
 }
 
@@ -439,7 +439,6 @@ int gk_sess_recv(gk_sess *s, uint8_t *buf, int len, uint32_t now)
      * window probe, which comes only after seconds. */
     if (was_full && !s->status) {
         gk_kcp_flush(s->kcp, 0, now);
-        gk_sess_wake(s, now);
         gk_pipe_flush_dirty(s->udp->eng);
     }
     return total;
@@ -500,11 +499,12 @@ uint32_t gk_engine_update(gk_engine *eng, uint32_t now)
         }
         gk_sess_check_ready(s);
         uint32_t due = now + wait;
-        if (!gk_kcp_busy(s->kcp)) {
-            due = now + GK_PARK_MS;
-            uint32_t idle_end = s->last_rx + s->cfg.idle_timeout_ms;
-            if (s->cfg.idle_timeout_ms && (int32_t)(idle_end - due) < 0)
-                due = idle_end;
+        if (!gk_kcp_busy(s->kcp) && !s->closing) {
+            if (!s->cfg.idle_timeout_ms) {
+                gk_sched_remove(eng, s);
+                continue;
+            }
+            due = s->last_rx + s->cfg.idle_timeout_ms;
         }
         if (s->closing && (int32_t)(s->linger_until - due) < 0)
             due = s->linger_until;

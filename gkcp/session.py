@@ -145,15 +145,18 @@ class Session:
         c = self._live()
         if size == 0 or self._shut_rd:
             return b""
-        end = self._op_end()
+        end = None
         while True:
-            self._readable.clear()
             n = lib.gk_sess_recv(c, buf, size, now_ms())
             if n > 0:
-                self._engine.wake_if_needed()
                 return n
             if n < 0:
                 return self._ended(n, reading=True)
+            # Only other greenlets set the event and none ran since the call
+            # above, so clearing it now cannot lose a wake-up.
+            self._readable.clear()
+            if end is None:
+                end = self._op_end()
             self._wait(self._readable, self._read_deadline, end)
             c = self._live()
 
@@ -168,15 +171,17 @@ class Session:
         view = ffi.from_buffer(data)
         if len(view) == 0:
             return 0
-        end = self._op_end()
+        end = None
         while True:
-            self._writable.clear()
             n = lib.gk_sess_send(c, view, len(view), now_ms())
             if n > 0:
                 self._engine.wake_if_needed()
                 return n
             if n < 0:
                 self._ended(n, reading=False)
+            self._writable.clear()  # as in _recv: nothing ran since the call
+            if end is None:
+                end = self._op_end()
             self._wait(self._writable, self._write_deadline, end)
             c = self._live()
 
@@ -190,7 +195,6 @@ class Session:
         total, sent = len(view), 0
         end = self._op_end()
         while sent < total:
-            self._writable.clear()
             n = lib.gk_sess_send(c, view + sent, total - sent, now_ms())
             if n > 0:
                 self._engine.wake_if_needed()
@@ -198,6 +202,7 @@ class Session:
                 continue
             if n < 0:
                 self._ended(n, reading=False)
+            self._writable.clear()  # as in _recv: nothing ran since the call
             self._wait(self._writable, self._write_deadline, end)
             c = self._live()
 
