@@ -1,6 +1,9 @@
-/* libFuzzer harness for everything a datagram from the network can reach:
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
- *         -Icsrc tests/fuzz/fuzz_input.c csrc/[a-z]*.c -o fuzz_input
+/* libFuzzer harness for everything a datagram from the network can reach.
+ * tests/test_fuzz.py builds and runs it; by hand (clang 14 needs -U__ELF__,
+ * see there):
+ *   clang -g -O1 -U__ELF__ -fsanitize=fuzzer,address,undefined \
+ *         -fno-sanitize-recover=all -Icsrc tests/fuzz/fuzz_input.c csrc/[a-z]*.c
+ *   GKCP_FUZZ_TARGET=0 ./a.out CORPUS DIR/pipe tests/fuzz/regress
  * Seeds: python tests/fuzz/make_seeds.py DIR (one subfolder per target).
  *
  * Input layout (byte 0 picks the target unless GKCP_FUZZ_TARGET=n forces it):
