@@ -42,7 +42,8 @@ int gk_engine_take_events(gk_engine *eng, gk_event *out, int max)
             out[i].sess->event_index = -1;
     }
     int rest = eng->nevents - n;
-    memmove(eng->events, eng->events + n, (size_t)rest * sizeof(gk_event));
+    if (rest > 0)
+        memmove(eng->events, eng->events + n, (size_t)rest * sizeof(gk_event));
     for (int i = 0; i < rest; i++)
         if (eng->events[i].sess)
             eng->events[i].sess->event_index = i;
