@@ -31,8 +31,10 @@ static inline void gk_store32le(uint8_t *p, uint32_t v)
 /* dst ^= src over n bytes (long runs: pads, keystreams, CFB decryption). */
 void gk_crypt_xor(uint8_t *dst, const uint8_t *src, size_t n);
 
-/* Multi-versioned hot loops: AVX2 where the CPU has it, SSE2 otherwise. */
-#if defined(__x86_64__) && defined(__ELF__) && (defined(__GNUC__) || defined(__clang__))
+/* Multi-versioned hot loops: AVX2 where the CPU has it, SSE2 otherwise.
+ * gcc only: clang 14 (Debian bookworm) names the clones so that other files
+ * cannot link to them. */
+#if defined(__x86_64__) && defined(__ELF__) && defined(__GNUC__) && !defined(__clang__)
 #define GK_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define GK_CLONES

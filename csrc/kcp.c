@@ -391,6 +391,7 @@ int gk_kcp_send(gk_kcp *k, const uint8_t *buf, int len)
     if (topup) {
         memcpy(last->data + last->len, buf, topup);
         last->len += topup;
+        k->max_seg_len = umax(k->max_seg_len, last->len);
     }
     if (fresh.head) {
         if (k->snd_queue.tail)

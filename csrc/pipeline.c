@@ -72,8 +72,11 @@ void gk_pipe_output(uint8_t *buf, int len, void *user)
     uint8_t *const *parity = NULL;
     int parity_len = 0, nparity = 0;
 
-    if (s->fec_enc)
+    if (s->fec_enc) {
         nparity = gk_fec_encode(s->fec_enc, buf + crypt_room, len - crypt_room, &parity, &parity_len);
+        if (nparity < 0)
+            return; /* cannot happen with the room KCP reserves; never send an unwritten header */
+    }
 
     memcpy(tx_slot(s, len), buf, (size_t)len);
     for (int i = 0; i < nparity; i++)

@@ -200,6 +200,9 @@ static int apply_config(gk_sess *s, const gk_config *cfg)
 
 int gk_sess_configure(gk_sess *s, const gk_config *cfg)
 {
+    if (gk_fec_shape_ok(cfg->data_shards, cfg->parity_shards) !=
+        gk_fec_shape_ok(s->cfg.data_shards, s->cfg.parity_shards))
+        return -1;
     return apply_config(s, cfg);
 }
 

@@ -50,8 +50,8 @@ typedef struct gk_event {
     gk_sess *sess;   /* NULL once the session is freed */
 } gk_event;
 
-/* seed: 16 random bytes for the address hash (keeps chains short under
- * chosen source addresses). */
+/* seed: 48 random bytes: 16 key the address hash (keeps chains short under
+ * chosen source addresses), 32 seed the nonce generators. */
 gk_engine *gk_engine_new(const uint8_t *seed);
 /* Frees every socket and session of the engine (does not close fds). */
 void gk_engine_free(gk_engine *eng);
@@ -100,7 +100,9 @@ gk_udp *gk_sess_udp(const gk_sess *s);
 int gk_sess_status(const gk_sess *s);
 /* Copies the peer's struct sockaddr into addr; returns its length. */
 int gk_sess_peer(const gk_sess *s, void *addr, int cap);
-/* Applies cfg (all fields).  -1 if the mtu does not fit, nothing changed. */
+/* Applies cfg (all fields).  -1, nothing changed, if the mtu does not fit or
+ * the change would alter the header room (FEC on/off): KCP has already cut
+ * queued data to the old room. */
 int gk_sess_configure(gk_sess *s, const gk_config *cfg);
 void gk_sess_get_info(const gk_sess *s, gk_kcp_info *info);
 /* Queues up to len bytes as the windows allow and flushes (unless write
