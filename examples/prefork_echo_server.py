@@ -6,6 +6,7 @@ SO_REUSEPORT, and the kernel keeps each peer on one worker.
 Each worker prints "worker <i> ready" when listening and, on SIGTERM/SIGINT
 (sent to the parent, which passes it on), "worker <i> sessions <n>"."""
 import argparse
+import os
 import signal
 import sys
 
@@ -30,9 +31,14 @@ def worker(index: int, address: str) -> None:
     server.start()
     gevent.signal_handler(signal.SIGTERM, server.stop)
     gevent.signal_handler(signal.SIGINT, server.stop)
-    print("worker %d ready" % index, flush=True)
+    say("worker %d ready" % index)
     server.serve_forever()
-    print("worker %d sessions %d" % (index, sessions[0]), flush=True)
+    say("worker %d sessions %d" % (index, sessions[0]))
+
+
+def say(line: str) -> None:
+    # one write per line: the workers share the parent's stdout
+    os.write(sys.stdout.fileno(), (line + "\n").encode())
 
 
 def main() -> int:

@@ -21,6 +21,8 @@ from typing import Callable, List, Optional
 
 __all__ = ["run", "fork_workers", "wait_workers"]
 
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
 
 def fork_workers(worker: Callable[[int], object], workers: Optional[int] = None) -> List[int]:
     """Fork ``workers`` processes (default: one per CPU) that each call
@@ -36,6 +38,11 @@ def fork_workers(worker: Callable[[int], object], workers: Optional[int] = None)
         if pid == 0:
             code = 1
             try:
+                # the parent blocks the stop signals while it forks (see
+                # run); a worker starts with them delivered and default
+                for sig in _STOP_SIGNALS:
+                    signal.signal(sig, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
                 import gevent
                 gevent.reinit()
                 worker(index)
@@ -54,18 +61,18 @@ def fork_workers(worker: Callable[[int], object], workers: Optional[int] = None)
 def wait_workers(pids: List[int]) -> int:
     """Wait for every worker; SIGINT/SIGTERM received meanwhile are passed on
     to them.  Returns the number of workers that failed."""
-    def forward(signum: int, _frame: object) -> None:
-        for pid in pids:
-            try:
-                os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
-
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, _forwarder(pids)) for sig in _STOP_SIGNALS}
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     failed = 0
     try:
         for pid in pids:
-            _, status = os.waitpid(pid, 0)
+            while True:
+                try:
+                    _, status = os.waitpid(pid, 0)
+                    break
+                except ChildProcessError:
+                    status = 0
+                    break
             failed += os.waitstatus_to_exitcode(status) != 0
     finally:
         for sig, handler in previous.items():
@@ -73,6 +80,19 @@ def wait_workers(pids: List[int]) -> int:
     return failed
 
 
+def _forwarder(pids: List[int]) -> Callable[[int, object], None]:
+    def forward(signum: int, _frame: object) -> None:
+        for pid in pids:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+    return forward
+
+
 def run(worker: Callable[[int], object], workers: Optional[int] = None) -> int:
-    """fork_workers then wait_workers: the pre-fork server's main."""
+    """fork_workers then wait_workers: the pre-fork server's main.  A stop
+    signal that arrives while workers are being forked is held until the
+    parent can pass it on, so no worker is left running without its parent."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
     return wait_workers(fork_workers(worker, workers))
