@@ -200,7 +200,7 @@ def test_build_peer_fails_without_go(monkeypatch):
 
 def test_go_bench(go_peer_bin):
     b = gopeer.go_bench(5 * MB)
-    assert b.ok and b.mbps > 1 and b.cpu_seconds > 0
+    assert b.ok and b.mbps > 1 and 0 < b.cpu_seconds  # figures present, not a speed threshold
 
 
 KCPTUN_CIPHERS = ["aes", "aes-128", "aes-192", "twofish", "sm4", "blowfish",
