@@ -97,6 +97,7 @@ class Listener:
         endpoint = self._endpoint
         if endpoint is None:
             return
+        self._engine.check_thread()
         self._endpoint = None
         endpoint.stop_listening()
         while self._pending:

@@ -260,6 +260,7 @@ class Session:
         c = self._c
         if c is None:
             return
+        self._engine.check_thread()
         self._c = None
         freed = lib.gk_sess_close(c, now_ms(), int(self._options.linger * 1000))
         self._engine.forget_session(self.id, self._endpoint, lingering=not freed)
