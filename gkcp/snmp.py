@@ -5,13 +5,9 @@ from typing import Dict
 
 from ._core import ffi, lib
 
-__all__ = ["snmp", "snmp_fields"]
+__all__ = ["snmp"]
 
 _FIELDS = tuple(name for name, _ in ffi.typeof("gk_snmp").fields)
-
-
-def snmp_fields() -> tuple:
-    return _FIELDS
 
 
 def snmp() -> Dict[str, int]:
