@@ -48,6 +48,8 @@ import time
 from pathlib import Path
 from typing import List, NamedTuple, Optional, Tuple
 
+from cooperative import sleep as _sleep
+
 # The payload, the line protocol and the Go build are shared with the
 # benchmark (python -m gkcp.bench), which must not import from tests/.
 from gkcp.bench.wire import (  # noqa: F401  (re-exported, public API)
@@ -61,14 +63,6 @@ PEER_BIN = TESTS_DIR / "go" / "bin" / "peer"
 _POLL = 0.005  # seconds between looks at the peer's output
 
 
-def _sleep(seconds: float) -> None:
-    """time.sleep, or gevent.sleep once gevent is loaded, so that waiting here
-    lets greenlets of the process (e.g. gkcp sessions) run."""
-    gevent = sys.modules.get("gevent")
-    if gevent is not None:
-        gevent.sleep(seconds)
-    else:
-        time.sleep(seconds)
 
 
 def build_peer(force: bool = False) -> str:
@@ -364,6 +358,5 @@ def go_bench(nbytes: int = 50_000_000, timeout: float = 120, **settings) -> GoBe
 
 
 if __name__ == "__main__":  # quick manual benchmark
-    import sys
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 50_000_000
     print(go_bench(n))

@@ -39,6 +39,8 @@ import tempfile
 import time
 from typing import Dict, Optional, Tuple, Union
 
+from cooperative import sleep as _sleep
+
 # Shared-memory layout: an array of unsigned 64-bit counters.
 _MAGIC = 0x6B637052656C6179  # "kcpRelay"
 _F_MAGIC, _F_READY, _F_STOP, _F_CPORT, _F_SPORT, _F_BLACKOUT, _F_SPARE, _F_CLIPORT = range(8)
@@ -52,14 +54,6 @@ _SIZE = _SLOTS * 8
 Prob = Union[float, Tuple[float, float]]
 
 
-def _sleep(seconds: float) -> None:
-    """time.sleep, or gevent.sleep once gevent is loaded, so that waiting here
-    lets greenlets of the process (e.g. gkcp sessions) run."""
-    gevent = sys.modules.get("gevent")
-    if gevent is not None:
-        gevent.sleep(seconds)
-    else:
-        time.sleep(seconds)
 
 
 def _pair(p: Prob) -> Tuple[float, float]:

@@ -1,7 +1,6 @@
 """The engine at scale: thousands of sessions on one listener, send-window
 back-pressure, SO_REUSEPORT workers, and an L4 UDP balancer (nginx) in front
 of several gkcp servers."""
-import hashlib
 import os
 import shutil
 import signal
@@ -9,7 +8,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 import gevent
 import pytest
