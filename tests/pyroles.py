@@ -15,14 +15,19 @@ from gopeer import PayloadStream, stream_digest
 CHUNK = 65536
 
 
-def recv_exactly(session: Any, n: int) -> bytes:
-    out = bytearray()
-    while len(out) < n:
-        piece = session.recv(min(CHUNK, n - len(out)))
+def pieces(session: Any, n: int):
+    """Yield what session receives until exactly n bytes have come."""
+    got = 0
+    while got < n:
+        piece = session.recv(min(CHUNK, n - got))
         if not piece:
-            raise EOFError("session ended after %d of %d bytes" % (len(out), n))
-        out += piece
-    return bytes(out)
+            raise EOFError("session ended after %d of %d bytes" % (got, n))
+        got += len(piece)
+        yield piece
+
+
+def recv_exactly(session: Any, n: int) -> bytes:
+    return b"".join(pieces(session, n))
 
 
 def play_send(session: Any, n: int, seed: int = 1) -> Dict[str, str]:
@@ -36,13 +41,8 @@ def play_send(session: Any, n: int, seed: int = 1) -> Dict[str, str]:
 def play_sink(session: Any, n: int) -> Dict[str, str]:
     """Pairs with 'send': read n bytes, answer with their digest."""
     h = hashlib.sha256()
-    got = 0
-    while got < n:
-        piece = session.recv(min(CHUNK, n - got))
-        if not piece:
-            raise EOFError("session ended after %d of %d bytes" % (got, n))
+    for piece in pieces(session, n):
         h.update(piece)
-        got += len(piece)
     session.sendall(h.digest())
     return {"hex": h.hexdigest()}
 
@@ -244,14 +244,9 @@ def play_echo(session: Any, chunks: Any) -> Dict[str, str]:
 
 def play_echo_back(session: Any, n: int) -> Dict[str, int]:
     """Pairs with dial 'echo': send back every byte until n have passed."""
-    got = 0
-    while got < n:
-        piece = session.recv(min(CHUNK, n - got))
-        if not piece:
-            raise EOFError("session ended after %d of %d bytes" % (got, n))
+    for piece in pieces(session, n):
         session.sendall(piece)
-        got += len(piece)
-    return {"n": got}
+    return {"n": n}
 
 
 def snmp_delta(before: Dict[str, int]) -> Dict[str, int]:
