@@ -10,10 +10,9 @@ kcp-go: tests/go/peer, same flags) and measures
   MB/s from the dialer's clock, dial to digest;
 - echo: the dialer sends N bytes and reads them back; MB/s = N / seconds;
 - RTT: 64-byte round trips, p50 / p99 in microseconds;
-- CPU: user + system time both processes report (getrusage) for the sink
-  run, per MB, less each process's start-up cost (a 1-byte transfer
-  measured first) -- a Python interpreter's start-up would otherwise
-  dominate small runs.
+- CPU: user + system time both processes spent on the timed part of the
+  sink run (each peer's getrusage at the start and end of its transfer, the
+  WORK line), per MB -- an interpreter's start-up never enters the figure.
 
 Each figure is also shown as a ratio to kcp-go<->kcp-go of the same profile.
 Settings as in issue 5: nodelay 1/10/2/1, windows 1024, MTU 1400, 4 MiB
@@ -44,7 +43,6 @@ PROFILES: Dict[str, List[str]] = {
     "aes": ["-crypt=aes", "-pass=" + CRYPT_PASS],
     "aes+fec10/3": ["-crypt=aes", "-pass=" + CRYPT_PASS, "-ds=10", "-ps=3"],
 }
-IMPLS = ("gkcp", "kcp-go")
 REFERENCE = ("kcp-go", "kcp-go")
 PAIRS = {
     "default": [("gkcp", "gkcp"), ("gkcp", "kcp-go"), REFERENCE],
@@ -135,11 +133,12 @@ class PeerProcess:
         return "  %s\n  exit %s\n  stdout: %s\n  stderr: %s" % (
             " ".join(self.argv), self.proc.poll(), "\n    ".join(lines), err)
 
-    @property
-    def cpu_seconds(self) -> float:
-        ev = self.first("CPU")
+    def cpu_seconds(self, kind: str = "CPU") -> float:
+        """user + system seconds of the whole process (CPU) or of its timed
+        transfer (WORK)."""
+        ev = self.first(kind)
         if ev is None:
-            raise BenchError("no CPU line\n" + self.describe())
+            raise BenchError("no %s line\n%s" % (kind, self.describe()))
         return ev["user"] + ev["sys"]
 
     def result(self, kind: str) -> dict:
@@ -191,38 +190,33 @@ class Runner:
 
 # ---------------------------------------------------------------- measuring
 
-def startup_cpu(runner: Runner, impl: str) -> Dict[str, float]:
-    """CPU seconds a listener and a dialer of impl spend on a 1-byte sink
-    transfer: interpreter start-up, imports, socket set-up."""
-    listener, dialer = runner.run((impl, impl), "sink", "send", 1)
-    return {"listen": listener.cpu_seconds, "dial": dialer.cpu_seconds}
+def cpu_figures(run: str, listener: PeerProcess, dialer: PeerProcess, megabytes: float) -> Dict[str, Any]:
+    """CPU of one run: the timed transfer of both peers (WORK, per MB moved)
+    and, for reference, their whole processes."""
+    listen_s, dial_s = listener.cpu_seconds("WORK"), dialer.cpu_seconds("WORK")
+    return {run + "_cpu_listen_s": listen_s, run + "_cpu_dial_s": dial_s,
+            run + "_cpu_raw_s": listener.cpu_seconds() + dialer.cpu_seconds(),
+            run + "_cpu_ms_per_mb": (listen_s + dial_s) * 1000 / megabytes,
+            run + "_retrans": _retransmits(listener, dialer)}
 
 
-def measure(runner: Runner, pair: Sequence[str], profile: List[str], nbytes: int, rtt_count: int,
-            startup: Dict[str, Dict[str, float]]) -> Dict[str, Any]:
-    dial_impl, listen_impl = pair
-    overhead = startup[listen_impl]["listen"] + startup[dial_impl]["dial"]
+def measure(runner: Runner, pair: Sequence[str], profile: List[str], nbytes: int,
+            rtt_count: int) -> Dict[str, Any]:
     out: Dict[str, Any] = {}
 
     listener, dialer = runner.run(pair, "sink", "send", nbytes, profile)
     send, sink = dialer.result("SEND"), listener.result("SINK")
     if not send["sent"] == send["peer"] == sink["hex"]:
         raise BenchError("sink digest mismatch for %s" % pair_name(pair))
-    raw = listener.cpu_seconds + dialer.cpu_seconds
-    out.update(sink_mbps=send["mbps"], sink_seconds=send["seconds"], sink_cpu_raw_s=raw,
-               sink_cpu_listen_s=listener.cpu_seconds, sink_cpu_dial_s=dialer.cpu_seconds,
-               sink_cpu_ms_per_mb=max(raw - overhead, 0.0) * 1000 / (nbytes / MB),
-               sink_retrans=_retransmits(listener, dialer))
+    out.update(sink_mbps=send["mbps"], sink_seconds=send["seconds"])
+    out.update(cpu_figures("sink", listener, dialer, nbytes / MB))
 
     listener, dialer = runner.run(pair, "echo", "echo", nbytes, profile)
     echo = dialer.result("ECHO")
     if echo["sent"] != echo["recv"]:
         raise BenchError("echo digest mismatch for %s" % pair_name(pair))
-    raw = listener.cpu_seconds + dialer.cpu_seconds
-    out.update(echo_mbps=nbytes / echo["seconds"] / MB, echo_seconds=echo["seconds"], echo_cpu_raw_s=raw,
-               echo_cpu_listen_s=listener.cpu_seconds, echo_cpu_dial_s=dialer.cpu_seconds,
-               echo_cpu_ms_per_mb=max(raw - overhead, 0.0) * 1000 / (2 * nbytes / MB),
-               echo_retrans=_retransmits(listener, dialer))
+    out.update(echo_mbps=nbytes / echo["seconds"] / MB, echo_seconds=echo["seconds"])
+    out.update(cpu_figures("echo", listener, dialer, 2 * nbytes / MB))
 
     size = 64
     listener, dialer = runner.run(pair, "echo", "rtt", rtt_count * size, profile,
@@ -372,13 +366,12 @@ def main(argv: Optional[List[str]] = None) -> int:
              os.cpu_count() or 0, load_before), flush=True)
     started = time.time()
     try:
-        startup = {impl: startup_cpu(runner, impl) for impl in IMPLS}
         results: Dict[str, Dict[str, Dict[str, Any]]] = {}
         for profile in profiles:
             results[profile] = {}
             for pair in pairs:
                 print("  %-12s %-16s ..." % (profile, pair_name(pair)), end="", flush=True)
-                res = median_of([measure(runner, pair, PROFILES[profile], nbytes, rtt_count, startup)
+                res = median_of([measure(runner, pair, PROFILES[profile], nbytes, rtt_count)
                                  for _ in range(args.repeat)])
                 results[profile][pair_name(pair)] = res
                 print(" sink %.1f MB/s, echo %.1f MB/s, rtt %.0f/%.0f us"
@@ -391,16 +384,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     print()
     print(format_table(results))
     print("ratios are to kcp-go<->kcp-go of the same profile; CPU ms/MB (= s/GB): sink run, both processes, "
-          "start-up (%s) subtracted; load %s -> %s"
-          % (", ".join("%s %.0f+%.0f ms" % (i, s["listen"] * 1e3, s["dial"] * 1e3) for i, s in startup.items()),
-             load_before, load_after))
+          "timed transfer only; load %s -> %s" % (load_before, load_after))
     if args.json:
         doc = {"settings": {"bytes": nbytes, "rtt_count": rtt_count, "repeat": args.repeat,
                             "nodelay": [1, args.interval, 2, 1], "window": args.window, "mtu": args.mtu, "sockbuf": args.sockbuf,
                             "profiles": {p: PROFILES[p] for p in profiles}},
                "machine": {"cpus": os.cpu_count(), "load_before": load_before, "load_after": load_after},
                "started": started, "seconds": time.time() - started,
-               "startup_cpu_s": startup, "results": results}
+               "results": results}
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=1)
         print("results saved to %s" % args.json)

@@ -117,7 +117,7 @@ def parse_line(line: str) -> Optional[dict]:
         if kind == "RTT":
             return {"kind": kind, "count": int(a[0]), "p50_us": float(a[1]),
                     "p99_us": float(a[2])}
-        if kind == "CPU":
+        if kind in ("CPU", "WORK"):
             return {"kind": kind, "user": float(a[0]), "sys": float(a[1])}
         if kind == "SNMP":
             return {"kind": kind, "snmp": json.loads(rest)}
