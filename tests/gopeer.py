@@ -1,8 +1,9 @@
-"""Drive the kcp-go 5.6.1 reference peer (tests/go/peer) from Python.
+"""Drive the kcp-go 5.6.1 reference peer (gkcp/bench/goref/peer) from Python.
 
 The peer is a Go program built from Debian's kcp-go package; tests and the
-benchmark tool run gkcp against it.  This module builds it, runs it, parses
-its line protocol and reproduces its payload stream in pure Python.
+benchmark tool run gkcp against it.  This module builds it (with the
+project's one Go build helper, gkcp.bench.gobuild), runs it, parses its line
+protocol and reproduces its payload stream in pure Python.
 
     path = build_peer()
     with GoPeer("listen", role="sink", nbytes=N, mode="fast3",
@@ -40,38 +41,30 @@ process's greenlets run, patched or not.
 from __future__ import annotations
 
 import os
-import shutil  # noqa: F401  (tests monkeypatch gopeer.shutil.which)
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import List, NamedTuple, Optional, Tuple
 
 from cooperative import sleep as _sleep
 
 # The payload, the line protocol and the Go build are shared with the
 # benchmark (python -m gkcp.bench), which must not import from tests/.
+from gkcp.bench.gobuild import build_go_program
 from gkcp.bench.wire import (  # noqa: F401  (re-exported, public API)
-    CHUNK, GOPATH, KCP_GO_SRC, RESULT_KINDS, PayloadStream, build_go_peer,
-    parse_line, stream_bytes, stream_digest)
-
-TESTS_DIR = Path(__file__).resolve().parent
-PEER_SRC_DIR = TESTS_DIR / "go" / "peer"
-PEER_BIN = TESTS_DIR / "go" / "bin" / "peer"
+    CHUNK, RESULT_KINDS, PayloadStream, parse_line, stream_bytes, stream_digest)
 
 _POLL = 0.005  # seconds between looks at the peer's output
 
 
-
-
-def build_peer(force: bool = False) -> str:
-    """Build tests/go/bin/peer if missing or older than its source; return its path.
+def build_peer() -> str:
+    """Build the kcp-go reference peer unless cached; return its path.
 
     Raises RuntimeError (never skips) when the Go toolchain or Debian's kcp-go
     source is missing or the build fails.
     """
-    return build_go_peer(PEER_SRC_DIR, PEER_BIN, force)
+    return build_go_program("peer")
 
 
 # ------------------------------------------------------------- line protocol

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from gkcp._core import ffi, lib
+from gkcp.bench.gobuild import build_go_program
 from gkcp.crypt import CIPHERS, kcptun_crypt, kcptun_key, new_crypt
 
 TESTS = Path(__file__).resolve().parent
@@ -26,24 +27,12 @@ KEY_SIZE = {"none": 32, "xor": 32, "aes": 32, "aes-128": 16, "aes-192": 24, "sal
             "sm4": 16}
 
 
-def go_env():
-    env = dict(os.environ, GO111MODULE="off", GOPATH="/usr/share/gocode")
-    env.setdefault("GOCACHE", "/tmp/gkcp-gocache")
-    return env
-
-
 @pytest.fixture(scope="session")
 def kcp_go_vectors():
     """kcp-go-sealed packets and Go block encryptions.  No Go toolchain is a
     failure, not a skip: these are the compatibility evidence."""
-    go = shutil.which("go")
-    if go is None:
-        pytest.fail("the Go toolchain is required to build tests/go/cryptvec")
-    binary = TESTS / "go" / "bin" / "cryptvec"
-    binary.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([go, "build", "-o", str(binary), "."], cwd=TESTS / "go" / "cryptvec",
-                   env=go_env(), check=True)
-    out = subprocess.run([str(binary)], check=True, capture_output=True).stdout
+    binary = build_go_program(TESTS / "go" / "cryptvec")
+    out = subprocess.run([binary], check=True, capture_output=True, timeout=60).stdout
     return json.loads(out)
 
 

@@ -15,26 +15,15 @@ import subprocess
 import pytest
 
 from gkcp._core import ffi, lib
+from gkcp.bench.gobuild import build_go_program
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-GOPATH = "/usr/share/gocode"
 KERNELS = ["portable", "avx2", "gfni", "gfni512"]
-
-
-def build_fecvec():
-    go = shutil.which("go")
-    if go is None:
-        raise RuntimeError("the go toolchain is needed to build tests/go/fecvec")
-    out = os.path.join(HERE, "go", "bin", "fecvec")
-    env = dict(os.environ, GO111MODULE="off", GOPATH=GOPATH)
-    subprocess.run([go, "build", "-o", out, "."], cwd=os.path.join(HERE, "go", "fecvec"),
-                   env=env, check=True)
-    return out
 
 
 @pytest.fixture(scope="session")
 def fecvec():
-    return build_fecvec()
+    return build_go_program("fecvec")
 
 
 def run_json(binary, *args):

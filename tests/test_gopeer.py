@@ -2,11 +2,13 @@
 the lossy relay.  Needs only Go and Debian's kcp-go, not gkcp itself."""
 
 import socket
+import subprocess
 import time
 
 import pytest
 
 import gopeer
+from gkcp.bench import gobuild
 from gopeer import GoPeer, PeerError, run_pair, stream_digest
 from lossy_relay import LossyRelay
 
@@ -193,9 +195,35 @@ def test_relay_fault_accounting():
 
 
 def test_build_peer_fails_without_go(monkeypatch):
-    monkeypatch.setattr(gopeer.shutil, "which", lambda name: None)
-    with pytest.raises(RuntimeError, match="Go toolchain"):
-        gopeer.build_peer(force=True)
+    monkeypatch.setattr(gobuild.shutil, "which", lambda name: None)
+    with pytest.raises(RuntimeError, match="Go toolchain not found"):
+        gopeer.build_peer()
+
+
+def test_build_fails_loudly_without_kcp_go_source(monkeypatch, tmp_path):
+    monkeypatch.setattr(gobuild, "KCP_GO_SRC", tmp_path / "absent")
+    with pytest.raises(RuntimeError, match="kcp-go source not found"):
+        gobuild.build_go_program("peer")
+
+
+def test_go_builds_are_cached_by_source(monkeypatch, tmp_path, go_peer_bin):
+    """One cache: a second build of unchanged source is the same file, an
+    edited source gets a new binary, and XDG_CACHE_HOME moves the cache."""
+    assert gobuild.build_go_program("peer") == go_peer_bin
+    src = tmp_path / "hello"
+    src.mkdir()
+    (src / "main.go").write_text('package main\n\nfunc main() { println("one") }\n')
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    first = gobuild.build_go_program(src)
+    assert first.startswith(str(tmp_path / "cache" / "gkcp" / "go" / "hello-"))
+    assert gobuild.build_go_program(src) == first
+    (src / "main.go").write_text('package main\n\nfunc main() { println("two") }\n')
+    second = gobuild.build_go_program(src)
+    assert second != first
+    assert subprocess.run([second], capture_output=True, timeout=30).stderr == b"two\n"
+    (src / "main.go").write_text("package main\n\nfunc main() { syntax error }\n")
+    with pytest.raises(RuntimeError, match="building the Go program .* failed"):
+        gobuild.build_go_program(src)
 
 
 def test_go_bench(go_peer_bin):

@@ -8,9 +8,7 @@ toolchain, which is required) and compare the packets byte for byte.
 import hashlib
 import heapq
 import json
-import os
 import random
-import shutil
 import struct
 import subprocess
 import time
@@ -19,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from gkcp._core import ffi, lib
+from gkcp.bench.gobuild import build_go_program
 
 PUSH, ACK, WASK, WINS = 81, 82, 83, 84
 HDR = struct.Struct("<IBBHIIII")
@@ -642,24 +641,8 @@ def test_big_window_under_loss_is_fast():
 
 # ------------------------------------------------------------------ kcp-go
 
-GOPATH = "/usr/share/gocode"
-VEC_SRC = Path(__file__).resolve().parent / "go" / "kcpvec"
-VEC_BIN = Path(__file__).resolve().parent / "go" / "bin" / "kcpvec"
-
-
 def build_kcpvec():
-    go = shutil.which("go")
-    assert go, "the Go toolchain is required for the kcp-go interop check"
-    src_mtime = max(p.stat().st_mtime for p in VEC_SRC.iterdir())
-    if VEC_BIN.exists() and VEC_BIN.stat().st_mtime >= src_mtime:
-        return VEC_BIN
-    env = dict(os.environ, GO111MODULE="off", GOPATH=GOPATH)
-    if not env.get("HOME") and "GOCACHE" not in env:
-        env["GOCACHE"] = str(VEC_BIN.parent / ".gocache")
-    VEC_BIN.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([go, "build", "-o", str(VEC_BIN), "."], cwd=VEC_SRC, env=env,
-                   check=True, timeout=300)
-    return VEC_BIN
+    return build_go_program(Path(__file__).resolve().parent / "go" / "kcpvec")
 
 
 # Scripts compare everything but the ts of PUSH segments, which each side

@@ -4,6 +4,7 @@ import sys
 from typing import List, Optional
 
 from . import COMMANDS, DEFAULT_COMMAND
+from .gobuild import GoBuildError
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -15,7 +16,11 @@ def main(argv: Optional[List[str]] = None) -> int:
               % (",".join(sorted(COMMANDS)), DEFAULT_COMMAND))
         return 2
     module = importlib.import_module("." + COMMANDS[argv[0]], __package__)
-    return module.main(argv[1:])
+    try:
+        return module.main(argv[1:])
+    except GoBuildError as e:
+        print("error: %s" % e, file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -23,13 +23,13 @@ import shutil
 import subprocess
 import tempfile
 import time
+from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from .._core import ffi, lib
 from ..crypt import new_crypt
+from .gobuild import KCP_GO_SRC, build_go_program, require_go
 
-KCP_GO_SRC = "/usr/share/gocode/src/github.com/xtaci/kcp-go"
-GOPATH = "/usr/share/gocode"
 
 # (gkcp name, key bytes, kcp-go benchmark suffix, kcp-go constructor call)
 CIPHERS: List[Tuple[str, int, str, str]] = [
@@ -106,23 +106,14 @@ class KcpGo:
     gkcp's measurement of the same cipher."""
 
     def __init__(self, workdir: str) -> None:
-        go = shutil.which("go")
-        if go is None:
-            raise RuntimeError("go toolchain not found")
-        pkg = os.path.join(workdir, "src", "github.com", "xtaci", "kcp-go")
-        os.makedirs(pkg)
-        for f in os.listdir(KCP_GO_SRC):
-            if f.endswith(".go") and (not f.endswith("_test.go") or f == "crypt_test.go"):
-                shutil.copy(os.path.join(KCP_GO_SRC, f), pkg)
-        with open(os.path.join(pkg, "gkcp_bench_test.go"), "w") as fh:
-            fh.write(go_bench_source())
-        env = dict(os.environ, GO111MODULE="off", GOPATH=workdir + ":" + GOPATH)
-        env.setdefault("GOCACHE", os.path.join(tempfile.gettempdir(), "gkcp-gocache"))
-        self.binary = os.path.join(workdir, "kcp-go.test")
-        proc = subprocess.run([go, "test", "-c", "-o", self.binary, "."], cwd=pkg, env=env,
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError("go test -c failed:\n" + proc.stdout + proc.stderr)
+        require_go()
+        pkg = Path(workdir, "src", "github.com", "xtaci", "kcp-go")
+        pkg.mkdir(parents=True)
+        for f in KCP_GO_SRC.iterdir():
+            if f.suffix == ".go" and (not f.name.endswith("_test.go") or f.name == "crypt_test.go"):
+                shutil.copy(f, pkg)
+        (pkg / "gkcp_bench_test.go").write_text(go_bench_source())
+        self.binary = build_go_program(pkg, test=True, gopath=[Path(workdir)])
 
     def run(self, suffix: str, benchtime: str, count: int) -> Dict[str, float]:
         """Best ns/op over ``count`` runs of Benchmark<suffix> and

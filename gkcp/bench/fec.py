@@ -1,6 +1,6 @@
 """``python -m gkcp.bench fec``: Reed-Solomon encode and reconstruct cost per
 group, for every GF kernel this CPU offers, next to klauspost/reedsolomon
-(the Debian build kcp-go links) timed in the same run by tests/go/fecvec.
+(the Debian build kcp-go links) timed in the same run by the Go program in gkcp/bench/goref/fecvec.
 
 Each C figure is one foreign call that loops inside C (gk_rs_bench), timed
 as a whole, so cffi's per-call cost does not count.
@@ -8,17 +8,15 @@ as a whole, so cffi's per-call cost does not count.
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import time
 
 from gkcp._core import ffi, lib
 
+from .gobuild import build_go_program
+
 CASES = [(10, 3, 1400), (10, 3, 1408), (10, 3, 65536), (3, 2, 1400), (20, 10, 1400)]
 KERNELS = ["portable", "avx2", "gfni", "gfni512"]
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FECVEC_SRC = os.path.join(REPO, "tests", "go", "fecvec")
-FECVEC_BIN = os.path.join(REPO, "tests", "go", "bin", "fecvec")
 
 
 def lost_count(ps):
@@ -67,14 +65,9 @@ def measure_c(kernels, budget_s):
 
 
 def measure_go(budget_s):
-    go = shutil.which("go")
-    if go is None:
-        raise SystemExit("go toolchain not found: needed for the klauspost comparison")
-    env = dict(os.environ, GO111MODULE="off", GOPATH="/usr/share/gocode")
-    os.makedirs(os.path.dirname(FECVEC_BIN), exist_ok=True)
-    subprocess.run([go, "build", "-o", FECVEC_BIN, "."], cwd=FECVEC_SRC, env=env, check=True)
+    fecvec = build_go_program("fecvec")
     ms = max(1, int(budget_s * 1000))
-    rows = json.loads(subprocess.check_output([FECVEC_BIN, "bench", str(ms)]))
+    rows = json.loads(subprocess.check_output([fecvec, "bench", str(ms)]))
     return {(r["ds"], r["ps"], r["size"]): (r["encode_ns"], r["reconstruct_ns"]) for r in rows}
 
 

@@ -4,7 +4,8 @@ in its own process, side by side in one run.
 For every profile (plain, AES, AES + FEC 10/3) and pairing (dialer<->listener:
 gkcp<->gkcp, gkcp<->kcp-go, kcp-go<->kcp-go; ``--pairs all`` adds
 kcp-go<->gkcp) it starts the two peers (gkcp: ``python -m gkcp.bench.peer``,
-kcp-go: tests/go/peer, same flags) and measures
+kcp-go: the reference peer in gkcp/bench/goref/peer, built with Go
+into ~/.cache/gkcp/go on first use; same flags) and measures
 
 - sink: the dialer sends N bytes, the listener answers with their SHA-256;
   MB/s from the dialer's clock, dial to digest;
@@ -15,7 +16,7 @@ kcp-go: tests/go/peer, same flags) and measures
   WORK line), per MB -- an interpreter's start-up never enters the figure.
 
 Each figure is also shown as a ratio to kcp-go<->kcp-go of the same profile.
-Settings as in issue 5: nodelay 1/10/2/1, windows 1024, MTU 1400, 4 MiB
+Settings: nodelay 1/10/2/1, windows 1024, MTU 1400, 4 MiB
 socket buffers.  The CPU figures include the payload generation (SHAKE128)
 and hashing (SHA-256) both peers do.
 """
@@ -34,7 +35,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..demo import parse_size
-from .wire import checkout_go_peer, parse_line
+from .gobuild import build_go_program
+from .wire import parse_line
 
 MB = 1e6
 CRYPT_PASS = "gkcp-bench"
@@ -285,14 +287,21 @@ def format_table(results: Dict[str, Dict[str, Dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
-def plot(results: Dict[str, Dict[str, Dict[str, Any]]], path: str, title: str) -> None:
-    """A bar chart per metric: one group per profile, one bar per pairing."""
+def load_pyplot() -> Any:
+    """matplotlib's pyplot on the file-only backend; SystemExit naming the
+    package to install when it is missing (checked before any run)."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         raise SystemExit("--plot needs matplotlib: pip install 'gkcp[bench]' (or pip install matplotlib)")
+    return plt
+
+
+def plot(results: Dict[str, Dict[str, Dict[str, Any]]], path: str, title: str) -> None:
+    """A bar chart per metric: one group per profile, one bar per pairing."""
+    plt = load_pyplot()
     profiles = list(results)
     pairs = list(next(iter(results.values())))
     fig, axes = plt.subplots(1, len(METRICS), figsize=(4.2 * len(METRICS), 4.2))
@@ -350,11 +359,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     else:
         profiles = ["plain"] if args.quick else list(PROFILES)
     pairs = PAIRS[args.pairs]
-    try:
-        go_peer = checkout_go_peer()
-    except RuntimeError as e:
-        print("error: %s" % e, file=sys.stderr)
-        return 1
+    if args.plot:
+        load_pyplot()
+    go_peer = build_go_program("peer")
     common = ["-nodelay=1", "-interval=%d" % args.interval, "-resend=2", "-nc=1",
               "-sndwnd=%d" % args.window, "-rcvwnd=%d" % args.window, "-mtu=%d" % args.mtu,
               "-sockbuf=%d" % args.sockbuf]

@@ -1,6 +1,6 @@
-"""What the kcp-go reference peer (tests/go/peer) and gkcp's own peer
-(``python -m gkcp.bench.peer``) share: the payload stream, the output line
-protocol, and building the Go peer from a source checkout.
+"""What the kcp-go reference peer (gkcp/bench/goref/peer, built by
+gkcp.bench.gobuild) and gkcp's own peer (``python -m gkcp.bench.peer``)
+share: the payload stream and the output line protocol.
 
 tests/gopeer.py imports these too, so the test harness and the benchmark
 can never disagree about a byte or a line.  The module itself needs neither
@@ -10,16 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import subprocess
-from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 CHUNK = 65536  # payload chunk size, as in the peer
-
-GOPATH = "/usr/share/gocode"
-KCP_GO_SRC = Path(GOPATH) / "src" / "github.com" / "xtaci" / "kcp-go"
 
 
 # ------------------------------------------------------------------- payload
@@ -131,86 +124,3 @@ def parse_line(line: str) -> Optional[dict]:
     except (IndexError, ValueError) as e:
         return {"kind": "UNKNOWN", "line": line, "error": str(e)}
     return {"kind": "UNKNOWN", "line": line}
-
-
-# ---------------------------------------------------------------- the Go peer
-
-def go_env(cache_dir: Path) -> Dict[str, str]:
-    """Environment for building against Debian's kcp-go without modules."""
-    env = dict(os.environ)
-    env["GO111MODULE"] = "off"
-    env["GOPATH"] = GOPATH
-    env.setdefault("GOFLAGS", "")
-    if "GOCACHE" not in env and not env.get("HOME"):
-        env["GOCACHE"] = str(cache_dir / ".gocache")
-    return env
-
-
-def newest_source_mtime(src_dir: Path) -> float:
-    files = [p for p in src_dir.iterdir() if p.suffix == ".go"]
-    if not files:
-        raise RuntimeError(f"no Go source in {src_dir}")
-    return max(p.stat().st_mtime for p in files)
-
-
-def build_go_peer(src_dir: Path, bin_path: Path, force: bool = False) -> str:
-    """Build the peer in src_dir to bin_path if missing or older than its
-    source; return its path.
-
-    Raises RuntimeError (never skips) when the Go toolchain or Debian's kcp-go
-    source is missing or the build fails.
-    """
-    go = shutil.which("go")
-    if go is None:
-        raise RuntimeError(
-            "Go toolchain not found: the kcp-go interop peer needs `go` on PATH "
-            "(Debian: apt-get install golang-go golang-github-xtaci-kcp-dev)")
-    if not KCP_GO_SRC.is_dir():
-        raise RuntimeError(
-            f"kcp-go source not found at {KCP_GO_SRC} "
-            "(Debian: apt-get install golang-github-xtaci-kcp-dev)")
-    src_mtime = newest_source_mtime(src_dir)
-    if not force and bin_path.exists() and bin_path.stat().st_mtime >= src_mtime:
-        return str(bin_path)
-    bin_path.parent.mkdir(parents=True, exist_ok=True)
-    # Build to a private name, then rename: concurrent builders never see a
-    # half-written binary.
-    tmp = bin_path.with_name(f".{bin_path.name}.{os.getpid()}.tmp")
-    try:
-        proc = subprocess.run(
-            [go, "build", "-o", str(tmp), "."], cwd=str(src_dir),
-            env=go_env(bin_path.parent), stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, timeout=300)
-        if proc.returncode != 0:
-            raise RuntimeError("building the Go peer failed:\n"
-                               + proc.stdout.decode(errors="replace"))
-        os.replace(tmp, bin_path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return str(bin_path)
-
-
-def source_checkout() -> Path:
-    """The gkcp source checkout holding tests/go/peer: $GKCP_SOURCE, the
-    directory above this package (running from a checkout or an editable
-    install), or the current directory."""
-    candidates: List[Path] = []
-    if os.environ.get("GKCP_SOURCE"):
-        candidates.append(Path(os.environ["GKCP_SOURCE"]))
-    candidates += [Path(__file__).resolve().parents[2], Path.cwd()]
-    for root in candidates:
-        if (root / "tests" / "go" / "peer" / "main.go").is_file():
-            return root
-    raise RuntimeError(
-        "the kcp-go reference peer (tests/go/peer) was not found in "
-        + ", ".join(str(c) for c in candidates)
-        + ": python -m gkcp.bench compares gkcp with kcp-go and needs a gkcp source "
-        "checkout plus Go (Debian: apt-get install golang-go golang-github-xtaci-kcp-dev); "
-        "run it from the checkout's top directory or set GKCP_SOURCE to it")
-
-
-def checkout_go_peer(force: bool = False) -> str:
-    """Build (if needed) the Go peer of the source checkout; return its path."""
-    root = source_checkout()
-    return build_go_peer(root / "tests" / "go" / "peer", root / "tests" / "go" / "bin" / "peer", force)

@@ -4,7 +4,10 @@
 //
 // Build (Debian packages, no modules):
 //
-//	GO111MODULE=off GOPATH=/usr/share/gocode go build -o tests/go/bin/peer ./tests/go/peer
+//	GO111MODULE=off GOPATH=/usr/share/gocode go build -o peer ./gkcp/bench/goref/peer
+//
+// (gkcp.bench.gobuild does this into ~/.cache/gkcp/go for the tests and the
+// benchmark.)
 //
 // Output protocol: one line per event on stdout, written in a single write:
 //
