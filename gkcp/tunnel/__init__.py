@@ -1,0 +1,1 @@
+"""kcptun-compatible TCP tunnel over KCP + smux (``python -m gkcp tunnel``)."""
