@@ -1,7 +1,7 @@
 """smux: many socket-like streams over one connection, byte-compatible with
 Go's github.com/xtaci/smux 1.5.16 (the multiplexer kcptun runs over KCP).
 
-    import gkcp, gkcp.smux as smux
+    import socket, gkcp, gkcp.smux as smux
 
     # client side: any connected byte stream (a gkcp Session, a TCP socket)
     conn = gkcp.dial(("127.0.0.1", 29900), stream=True, nodelay=1, interval=10, resend=2, nc=1)
@@ -17,21 +17,74 @@ Go's github.com/xtaci/smux 1.5.16 (the multiplexer kcptun runs over KCP).
 
 The wire protocol itself (frames, stream states, flow control) is the
 sans-I/O state machine in :mod:`gkcp._smux_proto`; this module adds the
-greenlets: one reader per session feeding the state machine, serialized
-writes (frames of different streams interleave, one frame's bytes never do),
-and the keepalive.
+greenlets: one reader per session feeding the state machine, one writer that
+alone writes the connection (control frames first, then the streams' data in
+request order, so frames of different streams interleave and one frame's
+bytes never do), and the keepalive.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
+import errno
 import socket
-from typing import Any, Optional, Tuple
+import time
+from typing import Any, Deque, Dict, List, Optional, Tuple
+
+import gevent
+from gevent.event import Event
 
 from ._smux_proto import (  # noqa: F401  (re-exported: the public exceptions)
-    KeepaliveTimeout, ProtocolError, SmuxError, StreamIdsExhausted)
+    DataReceived, KeepaliveTimeout, Protocol, ProtocolError, SmuxError, StreamEnded, StreamIdsExhausted,
+    StreamOpened, WindowUpdated)
+from .session import Session as _KcpSession, _deadline
 
 __all__ = ["Config", "client", "server", "Session", "Stream", "SmuxError", "ProtocolError",
            "KeepaliveTimeout", "StreamIdsExhausted"]
+
+_READ_SIZE = 131072  # bytes asked of the connection per read: a few frames at once
+_WRITE_BATCH = 262144  # the writer joins requests up to this many bytes into one write
+_FRAMES_PER_REQUEST = 4  # a send() hands the writer at most this many full frames
+
+
+def _closed_error(what: str) -> OSError:
+    return OSError(errno.EBADF, "Bad file descriptor (%s closed)" % what)
+
+
+def _wait(event: Event, timeout: Optional[float], end: Optional[float], deadline: Optional[float]) -> None:
+    """Block until event is set; raise BlockingIOError when non-blocking,
+    socket.timeout at the operation's end (monotonic) or the deadline (time.time)."""
+    if timeout == 0.0:
+        raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+    limit = None if end is None else end - time.monotonic()
+    if deadline is not None:
+        left = deadline - time.time()
+        limit = left if limit is None else min(limit, left)
+    if limit is not None and limit <= 0:
+        raise socket.timeout("timed out")
+    if not event.wait(limit):
+        raise socket.timeout("timed out")
+
+
+def _op_end(timeout: Optional[float]) -> Optional[float]:
+    return None if not timeout else time.monotonic() + timeout
+
+
+def _check_timeout(timeout: Optional[float]) -> Optional[float]:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError("timeout must be a number or None")
+    if timeout < 0:
+        raise ValueError("Timeout value out of range")
+    return float(timeout)
+
+
+def _byte_view(data: Any) -> memoryview:
+    view = memoryview(data)
+    if view.format != "B" or view.ndim != 1:
+        view = view.cast("B")
+    return view
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,9 +121,41 @@ class Config:
     max_stream_buffer: int = 65536
     backlog: int = 1024
 
+    def __post_init__(self) -> None:
+        def integer(name: str, low: int, high: int) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError("Config.%s must be an int, got %r" % (name, value))
+            if not low <= value <= high:
+                raise ValueError("Config.%s must be in %d..%d, got %d" % (name, low, high, value))
+
+        def seconds(name: str) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError("Config.%s must be a number of seconds, got %r" % (name, value))
+            if not self.keepalive_disabled and not value > 0:
+                raise ValueError("Config.%s must be positive, got %r" % (name, value))
+
+        integer("version", 1, 2)
+        if not isinstance(self.keepalive_disabled, bool):
+            raise TypeError("Config.keepalive_disabled must be a bool, got %r" % (self.keepalive_disabled,))
+        seconds("keepalive_interval")
+        seconds("keepalive_timeout")
+        if not self.keepalive_disabled and self.keepalive_timeout < self.keepalive_interval:
+            raise ValueError("Config.keepalive_timeout (%r) must not be smaller than keepalive_interval (%r)"
+                             % (self.keepalive_timeout, self.keepalive_interval))
+        integer("max_frame_size", 1, 65535)
+        integer("max_receive_buffer", 1, 1 << 62)
+        integer("max_stream_buffer", 1, 0x7FFFFFFF)
+        if self.max_stream_buffer > self.max_receive_buffer:
+            raise ValueError("Config.max_stream_buffer (%d) must not be larger than max_receive_buffer (%d)"
+                             % (self.max_stream_buffer, self.max_receive_buffer))
+        integer("backlog", 1, 1 << 30)
+
     def replace(self, **changes: Any) -> "Config":
         """A copy with the given fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
+
 
 
 def client(conn: Any, config: Optional[Config] = None) -> "Session":
@@ -78,14 +163,30 @@ def client(conn: Any, config: Optional[Config] = None) -> "Session":
 
     conn is any connected stream with ``recv``, ``sendall`` and ``close``
     (a gkcp Session, preferably in stream mode, or a TCP socket).  The smux
-    session owns conn from now on: closing the session closes it."""
-    raise NotImplementedError
+    session owns conn from now on: it makes it blocking (``settimeout(None)``,
+    so that a frame is never cut by a timeout) and closing the session closes
+    it."""
+    return Session(conn, config, is_client=True)
 
 
 def server(conn: Any, config: Optional[Config] = None) -> "Session":
     """A server-side smux session over conn (its streams get even ids);
     otherwise as :func:`client`."""
-    raise NotImplementedError
+    return Session(conn, config, is_client=False)
+
+
+class _WriteRequest:
+    """Data of one stream waiting for the writer greenlet."""
+
+    __slots__ = ("sid", "view", "done", "started", "sent", "error")
+
+    def __init__(self, sid: int, view: memoryview) -> None:
+        self.sid = sid
+        self.view = view
+        self.done = Event()
+        self.started = False
+        self.sent = 0
+        self.error: Optional[BaseException] = None
 
 
 class Session:
@@ -98,56 +199,264 @@ class Session:
     (:class:`KeepaliveTimeout`); ``error`` then says why and every blocked
     call on it or its streams wakes up."""
 
-    config: Config
-    is_client: bool
+    def __init__(self, conn: Any, config: Optional[Config], is_client: bool) -> None:
+        if config is None:
+            config = Config()
+        elif not isinstance(config, Config):
+            raise TypeError("config must be a gkcp.smux.Config or None, got %r" % (config,))
+        for method in ("recv", "sendall", "close"):
+            if not callable(getattr(conn, method, None)):
+                raise TypeError("conn must be a connected socket-like object with recv, sendall and close; "
+                                "%r has no %s()" % (conn, method))
+        if callable(getattr(conn, "settimeout", None)):
+            conn.settimeout(None)
+        self.config = config
+        self.is_client = is_client
+        self._conn = conn
+        self._proto = Protocol(client=is_client, version=config.version, max_frame_size=config.max_frame_size,
+                               max_receive_buffer=config.max_receive_buffer,
+                               max_stream_buffer=config.max_stream_buffer, backlog=config.backlog)
+        self._streams: Dict[int, Stream] = {}
+        self._requests: Deque[_WriteRequest] = collections.deque()
+        self._writer_wake = Event()
+        self._budget_open = Event()
+        self._budget_open.set()
+        self._accept_ready = Event()
+        self._ended = Event()
+        self._error: Optional[BaseException] = None
+        self._timeout: Optional[float] = None
+        self._deadline: Optional[float] = None
+        self._request_bytes = max(config.max_frame_size * _FRAMES_PER_REQUEST, 65536)
+        self._greenlets = [gevent.spawn(self._read_loop), gevent.spawn(self._write_loop)]
+        if not config.keepalive_disabled:
+            self._greenlets.append(gevent.spawn(self._keepalive_loop))
+
+    # -- the session's greenlets -----------------------------------------------------
+
+    def _read_loop(self) -> None:
+        proto, conn, streams = self._proto, self._conn, self._streams
+        try:
+            while True:
+                while proto.receive_budget <= 0:  # back-pressure: leave the data in the transport
+                    self._budget_open.clear()
+                    self._budget_open.wait()
+                    if self._ended.is_set():
+                        return
+                data = conn.recv(_READ_SIZE)
+                if not data:
+                    raise ConnectionResetError(errno.ECONNRESET, "smux: the connection reached EOF")
+                for event in proto.receive_data(data):
+                    kind = type(event)
+                    if kind is DataReceived or kind is StreamEnded:
+                        stream = streams.get(event.sid)
+                        if stream is not None:
+                            stream._readable.set()
+                    elif kind is WindowUpdated:
+                        stream = streams.get(event.sid)
+                        if stream is not None:
+                            stream._writable.set()
+                    elif kind is StreamOpened:
+                        self._accept_ready.set()
+                if proto.has_data_to_send:
+                    self._writer_wake.set()
+        except gevent.GreenletExit:
+            raise
+        except BaseException as exc:  # noqa: B902  (whatever stopped the reader ends the session)
+            self._end(exc)
+
+    def _write_loop(self) -> None:
+        proto, conn, requests = self._proto, self._conn, self._requests
+        wake = self._writer_wake
+        try:
+            while True:
+                if not requests and not proto.has_data_to_send:
+                    wake.clear()
+                    wake.wait()
+                    continue
+                parts: List[Any] = []
+                batch: List[_WriteRequest] = []
+                size = 0
+                while requests and size < _WRITE_BATCH:
+                    request = requests.popleft()
+                    request.started = True
+                    batch.append(request)
+                    try:
+                        framed, request.sent = proto.frame_data(request.sid, request.view)
+                    except KeyError:  # closed while its data waited
+                        request.error = _closed_error("smux stream")
+                        continue
+                    except BrokenPipeError as exc:  # shut down for writing meanwhile
+                        request.error = exc
+                        continue
+                    parts += framed
+                    size += request.sent
+                if proto.has_data_to_send:
+                    parts.append(proto.data_to_send())
+                if parts:
+                    conn.sendall(parts[0] if len(parts) == 1 else b"".join(parts))
+                for request in batch:
+                    request.done.set()
+        except gevent.GreenletExit:
+            raise
+        except BaseException as exc:  # noqa: B902
+            self._end(exc)
+
+    def _keepalive_loop(self) -> None:
+        """smux's keepalive: a NOP every interval; the session ends when a
+        whole timeout period passed without a byte from the peer, unless the
+        reader had stopped because the receive buffers are full."""
+        proto = self._proto
+        interval, period = self.config.keepalive_interval, self.config.keepalive_timeout
+        now = time.monotonic()
+        next_ping, next_check = now + interval, now + period
+        while True:
+            gevent.sleep(max(0.0, min(next_ping, next_check) - time.monotonic()))
+            now = time.monotonic()
+            if now >= next_ping:
+                proto.queue_nop()
+                self._writer_wake.set()
+                next_ping = max(next_ping + interval, now)
+            if now >= next_check:
+                if not proto.take_activity() and proto.receive_budget > 0:
+                    self._end(KeepaliveTimeout(period))
+                    return
+                next_check = max(next_check + period, now)
+
+    def _end(self, error: Optional[BaseException]) -> None:
+        """End the session once: stop the greenlets, close the connection,
+        wake every waiter."""
+        if self._ended.is_set():
+            return
+        self._ended.set()
+        self._error = error
+        current = gevent.getcurrent()
+        gevent.killall([g for g in self._greenlets if g is not current], block=True)
+        try:
+            self._conn.close()
+        except OSError:
+            pass
+        for request in self._requests:
+            request.error = self._failure()
+            request.done.set()
+        self._requests.clear()
+        for stream in self._streams.values():
+            stream._readable.set()
+            stream._writable.set()
+        self._accept_ready.set()
+        self._budget_open.set()
+
+    def _failure(self) -> BaseException:
+        """The exception for calls on this ended session."""
+        error = self._error
+        if error is None:
+            return _closed_error("smux session")
+        return error.with_traceback(None)
+
+    def _check_live(self) -> None:
+        if self._ended.is_set():
+            raise self._failure()
+
+    # -- used by streams -------------------------------------------------------------------
+
+    def _send(self, stream: "Stream", view: memoryview, end: Optional[float]) -> int:
+        """Hand up to one request's worth of view to the writer and wait until
+        it was written; returns the count framed (0: the window closed)."""
+        request = _WriteRequest(stream._sid, view[:self._request_bytes])
+        self._requests.append(request)
+        self._writer_wake.set()
+        try:
+            _wait(request.done, stream._timeout, end, stream._write_deadline)
+        except socket.timeout:
+            if request.started:  # being written: it will be whole, wait for it
+                request.done.wait()
+            else:
+                self._requests.remove(request)
+                raise
+        except BaseException:
+            if not request.started:
+                self._requests.remove(request)
+            raise
+        if request.error is not None:
+            raise request.error.with_traceback(None)
+        return request.sent
+
+    def _after_read(self) -> None:
+        proto = self._proto
+        if proto.has_data_to_send:
+            self._writer_wake.set()
+        if proto.receive_budget > 0:
+            self._budget_open.set()
+
+    def _forget(self, stream: "Stream") -> None:
+        self._streams.pop(stream._sid, None)
+        if not self._ended.is_set():
+            self._proto.close_stream(stream._sid)
+            self._after_read()
+
+    # -- public API ---------------------------------------------------------------------------
 
     def open_stream(self) -> "Stream":
         """A new stream (its SYN is queued at once; data may follow
         immediately).  Never waits for the peer.  Raises OSError(EBADF) after
         close(), the session's error once it ended, StreamIdsExhausted when
         the 32-bit id space is used up (smux's ErrGoAway: open a new session)."""
-        raise NotImplementedError
+        self._check_live()
+        sid = self._proto.open_stream()
+        self._writer_wake.set()
+        stream = self._streams[sid] = Stream(self, sid)
+        return stream
 
     def accept_stream(self) -> "Stream":
         """The next stream the peer opened; blocks up to the session's timeout
         (settimeout/set_deadline) and then raises socket.timeout, or
         BlockingIOError when non-blocking.  After the session ended it raises
         OSError(EBADF) (closed here) or the error that ended it."""
-        raise NotImplementedError
+        end = _op_end(self._timeout)
+        while True:
+            self._check_live()
+            sid = self._proto.accept()
+            if sid is not None:
+                stream = self._streams[sid] = Stream(self, sid)
+                if self._proto.buffered(sid) or self._proto.remote_fin(sid):
+                    stream._readable.set()
+                return stream
+            self._accept_ready.clear()
+            _wait(self._accept_ready, self._timeout, end, self._deadline)
 
     def settimeout(self, timeout: Optional[float]) -> None:
         """Timeout of accept_stream(), as socket.settimeout (None: block)."""
-        raise NotImplementedError
+        self._timeout = _check_timeout(timeout)
 
     def gettimeout(self) -> Optional[float]:
-        raise NotImplementedError
+        return self._timeout
 
     def set_deadline(self, t: Optional[float]) -> None:
         """Absolute time.time() after which accept_stream() raises
         socket.timeout; None clears it (smux Session.SetDeadline)."""
-        raise NotImplementedError
+        self._deadline = _deadline(t)
+        self._accept_ready.set()  # a waiting accept re-evaluates its limit
 
     def num_streams(self) -> int:
         """Streams opened or accepted and not yet closed (0 once the session
         ended), as smux NumStreams; streams waiting to be accepted count."""
-        raise NotImplementedError
+        return 0 if self._ended.is_set() else self._proto.num_streams
 
     @property
     def closed(self) -> bool:
         """True once the session ended, for whatever reason (smux IsClosed)."""
-        raise NotImplementedError
+        return self._ended.is_set()
 
     @property
     def error(self) -> Optional[BaseException]:
         """Why the session ended: None while open or after a plain close();
         ProtocolError, KeepaliveTimeout, or the connection's error
         (ConnectionResetError for EOF) otherwise."""
-        raise NotImplementedError
+        return self._error
 
     def wait_closed(self, timeout: Optional[float] = None) -> bool:
         """Block until the session ended (True) or timeout seconds passed
         (False); for supervisors such as kcptun's reconnecting client."""
-        raise NotImplementedError
+        return self._ended.wait(timeout)
 
     def close(self) -> None:
         """Idempotent; ends the session as smux Session.Close does: no FIN is
@@ -156,26 +465,32 @@ class Session:
         for writing (send raises OSError(EBADF)) while recv still returns the
         data already received and then raises OSError(EBADF); waiting calls
         wake up.  Greenlets of the session are gone when close() returns."""
-        raise NotImplementedError
+        self._end(None)
 
-    def stats(self) -> dict:
-        """Counters: frames and bytes in and out, refused SYNs, frames dropped
-        for closed streams, keepalives sent and received."""
-        raise NotImplementedError
+    def stats(self) -> Dict[str, int]:
+        """Counters of the state machine: frames and payload bytes in and
+        out, streams opened, accepted and refused, frames dropped for closed
+        streams, keepalives and window updates each way."""
+        return dict(self._proto.stats)
 
     def getpeername(self) -> Tuple[Any, ...]:
         """The connection's peer address."""
-        raise NotImplementedError
+        return self._conn.getpeername()
 
     def getsockname(self) -> Tuple[Any, ...]:
         """The connection's local address."""
-        raise NotImplementedError
+        return self._conn.getsockname()
 
     def __enter__(self) -> "Session":
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "%d streams" % self.num_streams()
+        return "<gkcp.smux.Session %s v%d %s>" % ("client" if self.is_client else "server",
+                                                  self.config.version, state)
 
 
 class Stream:
@@ -193,47 +508,159 @@ class Stream:
     type = socket.SOCK_STREAM
     proto = 0
 
+    def __init__(self, session: Session, sid: int) -> None:
+        self._session = session
+        self._proto = session._proto
+        self._sid = sid
+        self._readable = Event()
+        self._writable = Event()
+        self._timeout: Optional[float] = socket.getdefaulttimeout()
+        self._read_deadline: Optional[float] = None
+        self._write_deadline: Optional[float] = None
+        self._closed = False
+        self._close_requested = False
+        self._io_refs = 0
+        self._shut_wr = False
+
     @property
     def id(self) -> int:
         """The stream id on the wire (odd: opened by the client side)."""
-        raise NotImplementedError
+        return self._sid
 
     @property
     def session(self) -> Session:
-        raise NotImplementedError
+        return self._session
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise _closed_error("smux stream")
+
+    # -- reading -------------------------------------------------------------------------
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """Up to bufsize bytes; b'' after the peer's FIN (once the data before
-        it was read) or after shutdown(SHUT_RD)."""
-        raise NotImplementedError
+        it was read) or after shutdown(SHUT_RD).  Once the session ended, the
+        data received before is still returned, then its error raised."""
+        if isinstance(bufsize, bool) or not isinstance(bufsize, int):
+            raise TypeError("bufsize must be an int")
+        if bufsize < 0:
+            raise ValueError("negative buffersize in recv")
+        end = None
+        proto, sid = self._proto, self._sid
+        while True:
+            self._check_open()
+            data = proto.read(sid, bufsize)
+            if data:
+                self._session._after_read()
+                return data
+            if bufsize == 0 or proto.at_eof(sid):
+                return b""
+            self._session._check_live()
+            self._readable.clear()
+            if end is None:
+                end = _op_end(self._timeout)
+            _wait(self._readable, self._timeout, end, self._read_deadline)
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         """Like socket.recv_into; 0 at EOF."""
-        raise NotImplementedError
+        view = _byte_view(buffer)
+        if view.readonly:
+            raise TypeError("recv_into needs a writable buffer")
+        if nbytes < 0:
+            raise ValueError("negative buffersize in recv_into")
+        if nbytes:
+            if nbytes > len(view):
+                raise ValueError("buffer too small for requested bytes")
+            view = view[:nbytes]
+        end = None
+        proto, sid = self._proto, self._sid
+        while True:
+            self._check_open()
+            n = proto.read_into(sid, view)
+            if n:
+                self._session._after_read()
+                return n
+            if not len(view) or proto.at_eof(sid):
+                return 0
+            self._session._check_live()
+            self._readable.clear()
+            if end is None:
+                end = _op_end(self._timeout)
+            _wait(self._readable, self._timeout, end, self._read_deadline)
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _check_send(self) -> None:
+        self._check_open()
+        if self._shut_wr:
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe (smux stream shut down for writing)")
+        self._session._check_live()
+
+    def _send(self, view: memoryview, end: Optional[float]) -> int:
+        proto, sid = self._proto, self._sid
+        while True:
+            self._check_send()
+            if proto.send_window(sid) > 0:
+                sent = self._session._send(self, view, end)
+                if sent:
+                    return sent
+                continue
+            self._writable.clear()
+            _wait(self._writable, self._timeout, end, self._write_deadline)
 
     def send(self, data: Any, flags: int = 0) -> int:
         """Send as much of data as the peer's window takes (version 2; all of
-        it with version 1), blocking until some fits, in frames of at most
-        max_frame_size; returns the count.  Once a frame's write started it is
-        written whole: timeouts apply to waiting for the window and for the
-        connection, not to a frame in the middle of being written."""
-        raise NotImplementedError
+        it, up to a few frames, with version 1), blocking until some fits, in
+        frames of at most max_frame_size; returns the count.  Timeouts bound
+        the wait for the window and for the writer greenlet; data the writer
+        has begun to write is written whole (a frame is never cut)."""
+        view = _byte_view(data)
+        if not len(view):
+            self._check_send()
+            return 0
+        return self._send(view, _op_end(self._timeout))
 
     def sendall(self, data: Any, flags: int = 0) -> None:
-        """Send all of data; the timeout bounds the whole call."""
-        raise NotImplementedError
+        """Send all of data; the timeout bounds the whole call (after a
+        timeout, how much was sent is unknown, as with sockets)."""
+        view = _byte_view(data)
+        end = _op_end(self._timeout)
+        sent = 0
+        total = len(view)
+        if not total:
+            self._check_send()
+        while sent < total:
+            sent += self._send(view[sent:], end)
 
-    def makefile(self, mode: str = "r", buffering: Optional[int] = None, *, encoding: Optional[str] = None,
-                 errors: Optional[str] = None, newline: Optional[str] = None) -> Any:
-        """A file object over the stream, as socket.socket.makefile."""
-        raise NotImplementedError
+    makefile = _KcpSession.makefile  # socket.socket.makefile over recv_into/send; same bookkeeping
+
+    def _decref_socketios(self) -> None:
+        if self._io_refs > 0:
+            self._io_refs -= 1
+        if self._close_requested and self._io_refs <= 0:
+            self._real_close()
+
+    # -- lifecycle -------------------------------------------------------------------------
 
     def shutdown(self, how: int) -> None:
         """SHUT_WR sends FIN once (the peer reads b''), later sends raise
         BrokenPipeError; SHUT_RD drops buffered and later data (still
         counted as read, so a version-2 peer is not stalled) and recv returns
         b''; SHUT_RDWR both."""
-        raise NotImplementedError
+        self._check_open()
+        if how not in (socket.SHUT_RD, socket.SHUT_WR, socket.SHUT_RDWR):
+            raise ValueError("how must be SHUT_RD, SHUT_WR or SHUT_RDWR")
+        session = self._session
+        if how in (socket.SHUT_RD, socket.SHUT_RDWR):
+            if not session.closed:
+                self._proto.shutdown_read(self._sid)
+                session._after_read()
+            self._readable.set()
+        if how in (socket.SHUT_WR, socket.SHUT_RDWR):
+            self._shut_wr = True
+            if not session.closed and self._proto.close_write(self._sid):
+                session._writer_wake.set()
+            self._writable.set()
 
     def close(self) -> None:
         """Idempotent; as smux Stream.Close: sends FIN unless already sent,
@@ -241,41 +668,56 @@ class Stream:
         the stream (frames the peer still sends for it are dropped).  Later
         calls raise OSError(EBADF).  With makefile() objects open, this
         happens when the last of them is closed, as with sockets."""
-        raise NotImplementedError
+        self._close_requested = True
+        if self._io_refs <= 0:
+            self._real_close()
+
+    def _real_close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._session._forget(self)
+        self._readable.set()
+        self._writable.set()
 
     @property
     def closed(self) -> bool:
-        raise NotImplementedError
+        return self._closed
 
     def settimeout(self, timeout: Optional[float]) -> None:
-        raise NotImplementedError
+        self._timeout = _check_timeout(timeout)
 
     def gettimeout(self) -> Optional[float]:
-        raise NotImplementedError
+        return self._timeout
 
     def setblocking(self, flag: bool) -> None:
-        raise NotImplementedError
+        self._timeout = None if flag else 0.0
 
     def getblocking(self) -> bool:
-        raise NotImplementedError
+        return self._timeout != 0.0
 
     def set_deadline(self, t: Optional[float]) -> None:
         """Absolute time.time() after which recv and send raise
         socket.timeout; None clears it."""
-        raise NotImplementedError
+        self.set_read_deadline(t)
+        self.set_write_deadline(t)
 
     def set_read_deadline(self, t: Optional[float]) -> None:
-        raise NotImplementedError
+        self._read_deadline = _deadline(t)
+        self._readable.set()  # a waiting reader re-evaluates its limit
 
     def set_write_deadline(self, t: Optional[float]) -> None:
-        raise NotImplementedError
+        self._write_deadline = _deadline(t)
+        self._writable.set()
 
     def getpeername(self) -> Tuple[Any, ...]:
         """The session connection's peer address (smux RemoteAddr)."""
-        raise NotImplementedError
+        self._check_open()
+        return self._session.getpeername()
 
     def getsockname(self) -> Tuple[Any, ...]:
-        raise NotImplementedError
+        self._check_open()
+        return self._session.getsockname()
 
     def fileno(self) -> int:
         """-1: a stream has no descriptor; use greenlets, not select()."""
@@ -286,3 +728,6 @@ class Stream:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+    def __repr__(self) -> str:
+        return "<gkcp.smux.Stream %d%s>" % (self._sid, " closed" if self._closed else "")
