@@ -215,36 +215,34 @@ class Endpoint:
 
     def _read_loop(self) -> None:
         hub = self.engine.hub
-        try:
+        while self._c is not None:
+            hub.wait(self._io)
             while self._c is not None:
-                hub.wait(self._io)
-                while self._c is not None:
-                    rc = lib.gk_udp_read(self._c, now_ms(), _BATCHES_PER_WAKEUP)
-                    self.engine.dispatch()
-                    self.engine.wake_if_needed()
-                    if rc <= 0:
-                        break
-                    gevent.sleep(0)  # a busy socket must not starve other greenlets
-        except _EndpointClosed:
-            pass
+                rc = lib.gk_udp_read(self._c, now_ms(), _BATCHES_PER_WAKEUP)
+                self.engine.dispatch()
+                self.engine.wake_if_needed()
+                if rc <= 0:
+                    break
+                gevent.sleep(0)  # a busy socket must not starve other greenlets
 
     def _close(self) -> None:
         if self._c is None:
             return
         engine = self.engine
         engine.remove_endpoint(self)
-        if self._reader is not None and self._reader is not gevent.getcurrent():
-            engine.hub.cancel_wait(self._io, _EndpointClosed())
         lib.gk_udp_free(self._c)
         self._c = None
-        self._io.close()
         if self._owns_crypt:
             self.crypt.close()
+        # Closing the watcher first means libev stops watching the descriptor
+        # before it is closed (and its number reused).  A reader blocked on
+        # the watcher would never be woken by it again: end that greenlet
+        # (it holds this endpoint) with GreenletExit; one that runs later
+        # finds _c gone and returns.
+        self._io.close()
+        if self._reader is not gevent.getcurrent():
+            self._reader.kill(block=False)
         self.sock.close()
-
-
-class _EndpointClosed(Exception):
-    pass
 
 
 def open_udp_socket(family: int, options: Options, bind_to: Any = None) -> socket.socket:

@@ -27,3 +27,36 @@ def go_peer_bin():
     """
     import gopeer
     return gopeer.build_peer()
+
+
+# ---------------------------------------------------------------------------
+# Waiting and resource accounting for gkcp tests in one process
+
+def wait_until(condition, timeout=10.0):
+    """Poll condition (letting greenlets run) until true or timeout; its last value."""
+    import time
+    import gevent
+    end = time.monotonic() + timeout
+    while not condition() and time.monotonic() < end:
+        gevent.sleep(0.05)
+    return condition()
+
+
+def resource_usage():
+    """What a leak grows: RSS (KiB), live greenlets, open fds, gkcp Endpoints,
+    C sessions of this thread's engine and the CurrEstab counter."""
+    import gc
+    import greenlet
+    import gkcp
+    from gkcp._core import lib
+    from gkcp.engine import Endpoint, get_engine
+    gc.collect()
+    with open("/proc/self/status") as status:
+        rss = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+    objects = gc.get_objects()
+    return dict(rss_kib=rss,
+                greenlets=sum(isinstance(o, greenlet.greenlet) for o in objects),
+                fds=len(os.listdir("/proc/self/fd")),
+                endpoints=sum(isinstance(o, Endpoint) for o in objects),
+                engine_sessions=lib.gk_engine_sessions(get_engine().c),
+                curr_estab=gkcp.snmp()["CurrEstab"])
