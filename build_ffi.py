@@ -33,18 +33,18 @@ def header_cdef(text: str) -> str:
     return "\n".join(lines)
 
 
-def present_headers():
-    """Headers whose layer exists: a header is exposed once its same-named .c
-    file is there (or it is declarations only), so each layer can be built and
-    tested before the others are written."""
-    found = []
+def public_headers():
+    """HEADERS, after checking each one and the .c file implementing it are
+    there: a missing file stops the build naming it (an sdist that left one
+    out must not build a module lacking its declarations)."""
+    missing = []
     for h in HEADERS:
-        if not os.path.exists(os.path.join(CSRC, h)):
-            continue
-        source = os.path.join(CSRC, h[:-2] + ".c")
-        if h in HEADER_ONLY or os.path.exists(source):
-            found.append(h)
-    return found
+        needed = [h] if h in HEADER_ONLY else [h, h[:-2] + ".c"]
+        missing += [f for f in needed if not os.path.exists(os.path.join(CSRC, f))]
+    if missing:
+        raise FileNotFoundError("gkcp C core incomplete: %s missing from %s"
+                                % (", ".join(missing), CSRC))
+    return HEADERS
 
 
 def sources(absolute: bool):
@@ -55,7 +55,7 @@ def sources(absolute: bool):
 def make_ffi(absolute_paths: bool = False) -> FFI:
     ffi = FFI()
     cdef = []
-    for name in present_headers():
+    for name in public_headers():
         with open(os.path.join(CSRC, name)) as f:
             cdef.append(header_cdef(f.read()))
     ffi.cdef("\n".join(cdef))
@@ -63,7 +63,7 @@ def make_ffi(absolute_paths: bool = False) -> FFI:
     extra += os.environ.get("GKCP_CFLAGS", "").split()
     ffi.set_source(
         "gkcp._core",
-        "\n".join('#include "%s"' % h for h in present_headers()),
+        "\n".join('#include "%s"' % h for h in public_headers()),
         sources=sources(absolute_paths),
         include_dirs=[CSRC],
         extra_compile_args=extra,

@@ -4,10 +4,21 @@
     with gkcp.listen(("127.0.0.1", 0)) as listener: ...
     session = gkcp.dial(("127.0.0.1", port), nodelay=1, interval=10, resend=2, nc=1)
 """
-from .listener import Listener, listen
-from .options import Options
-from .session import Session, create_connection, dial
-from .snmp import snmp
-
-__all__ = ["dial", "create_connection", "listen", "Session", "Listener", "Options", "snmp"]
+# The one place the version is written: pyproject.toml reads it from here.
 __version__ = "0.1.0"
+
+try:
+    from . import _core  # noqa: F401  (the C core every module below needs)
+except ImportError as e:  # pragma: no cover - the message is the point
+    raise ImportError(
+        "gkcp's C core (gkcp._core) is not built in %s: this is a source checkout "
+        "(run `python build_ffi.py` in it), or the current directory's gkcp/ shadows "
+        "the installed package (run from another directory)" % __path__[0]) from e
+
+from .listener import Listener, listen  # noqa: E402
+from .options import Options  # noqa: E402
+from .session import Session, create_connection, dial  # noqa: E402
+from .snmp import snmp  # noqa: E402
+
+__all__ = ["dial", "create_connection", "listen", "Session", "Listener", "Options", "snmp",
+           "__version__"]

@@ -338,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, default=1024, help="send and receive window (default 1024)")
     p.add_argument("--interval", type=int, default=10, help="KCP interval ms (default 10)")
     p.add_argument("--mtu", type=int, default=1400)
-    p.add_argument("--sockbuf", type=parse_size, default=4 << 20, help="socket buffers (default 4M)")
+    p.add_argument("--sockbuf", type=parse_size, default=4 << 20, help="socket buffers (default 4Mi = 4194304 bytes)")
     p.add_argument("--rtt-count", type=int, default=None, help="64-byte round trips (default 2000; 200 with --quick)")
     p.add_argument("--repeat", type=int, default=1, help="runs per cell; the table shows medians (default 1)")
     p.add_argument("--timeout", type=float, default=120, help="per-process deadline, seconds")

@@ -1,0 +1,162 @@
+"""gkcp as a user gets it: the sdist builds, installs into a new virtualenv and
+works from outside the source tree; the command line behaves like one.
+
+The sdist is built from the work tree; pip turns it into a wheel in its own
+isolated build environment, compiling the C core from the sdist alone (a file
+missing from it -- build_ffi.py, a header -- fails the build), and installs it.  The virtualenv sees
+the machine's site-packages for the runtime dependencies only: the test checks
+that the gkcp it imports is the one just installed.
+"""
+import os
+import subprocess
+import sys
+import tarfile
+import textwrap
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import gkcp
+from gkcp.__main__ import COMMANDS
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(argv, cwd, timeout=300, check=True):
+    proc = subprocess.run([str(a) for a in argv], cwd=str(cwd), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, timeout=timeout)
+    out = proc.stdout.decode(errors="replace")
+    if check:
+        assert proc.returncode == 0, "%s failed (%d):\n%s" % (argv, proc.returncode, out[-4000:])
+    return proc.returncode, out
+
+
+@pytest.fixture(scope="module")
+def sdist(tmp_path_factory):
+    outdir = tmp_path_factory.mktemp("dist")
+    run([sys.executable, "-m", "build", "--sdist", "--outdir", outdir, REPO], cwd=outdir)
+    (path,) = outdir.glob("gkcp-*.tar.gz")
+    return path
+
+
+@pytest.fixture(scope="module")
+def venv(sdist, tmp_path_factory):
+    """A new virtualenv; its bin/ folder."""
+    root = tmp_path_factory.mktemp("venv")
+    run([sys.executable, "-m", "venv", "--system-site-packages", root], cwd=root)
+    return root / "bin"
+
+
+@pytest.fixture(scope="module")
+def wheel(venv, sdist, tmp_path_factory):
+    """The wheel pip builds from the sdist alone, installed into venv."""
+    outdir = tmp_path_factory.mktemp("wheel")
+    run([venv / "python", "-m", "pip", "wheel", "--no-deps", "-q", "-w", outdir, sdist],
+        cwd=outdir, timeout=600)
+    (path,) = outdir.glob("gkcp-*.whl")
+    run([venv / "python", "-m", "pip", "install", "--no-deps", "-q", path], cwd=outdir)
+    return path
+
+
+def test_sdist_holds_what_the_build_needs(sdist):
+    with tarfile.open(sdist) as tar:
+        names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
+    csrc = {"csrc/" + f for f in os.listdir(REPO / "csrc") if f.endswith((".c", ".h"))}
+    needed = {"build_ffi.py", "LICENSE", "README.md", "pyproject.toml", "setup.py", "gkcp/py.typed",
+              "gkcp/bench/goref/peer/main.go", "gkcp/bench/goref/fecvec/main.go"} | csrc
+    assert needed <= names, sorted(needed - names)
+
+
+def test_wheel_is_tagged_for_the_limited_api_it_is_built_for(wheel):
+    """cffi compiles gkcp._core for CPython's limited API (_core.abi3.so), so
+    the wheel says abi3 and carries the package data."""
+    assert wheel.name.endswith("-cp39-abi3-linux_%s.whl" % os.uname().machine), wheel.name
+    with zipfile.ZipFile(wheel) as whl:
+        names = set(whl.namelist())
+    assert {"gkcp/_core.abi3.so", "gkcp/py.typed", "gkcp/bench/goref/peer/main.go",
+            "gkcp-%s.dist-info/licenses/LICENSE" % gkcp.__version__} <= names, sorted(names)
+
+
+def test_installed_package_works_outside_the_tree(venv, wheel, tmp_path):
+    script = tmp_path / "loopback.py"
+    script.write_text(textwrap.dedent("""
+        import hashlib, os, sys
+        import gevent, gkcp
+        from gkcp.bench.gobuild import source_dir
+        assert gkcp.__file__.startswith(sys.prefix), gkcp.__file__
+        assert os.path.exists(os.path.join(os.path.dirname(gkcp.__file__), "py.typed"))
+        assert (source_dir("peer") / "main.go").is_file()
+        payload = os.urandom(300_000)
+        with gkcp.listen(("127.0.0.1", 0), nodelay=1, interval=10, crypt="aes", key=b"k" * 32) as listener:
+            def serve():
+                session, _ = listener.accept()
+                with session:
+                    got = bytearray()
+                    while len(got) < len(payload):
+                        got += session.recv(65536)
+                    session.sendall(hashlib.sha256(got).digest())
+            server = gevent.spawn(serve)
+            with gkcp.create_connection(listener.getsockname(), timeout=20, nodelay=1,
+                                        interval=10, crypt="aes", key=b"k" * 32) as client:
+                client.sendall(payload)
+                digest = b""
+                while len(digest) < 32:
+                    digest += client.recv(32 - len(digest))
+            server.get(timeout=20)
+        assert digest == hashlib.sha256(payload).digest()
+        print("ok", gkcp.__version__)
+    """))
+    _, out = run([venv / "python", script], cwd=tmp_path, timeout=60)
+    assert out.strip() == "ok " + gkcp.__version__
+
+
+def test_installed_console_script_and_bench_help(venv, wheel, tmp_path):
+    _, out = run([venv / "gkcp", "--version"], cwd=tmp_path)
+    assert out.strip() == "gkcp " + gkcp.__version__
+    _, out = run([venv / "python", "-m", "gkcp.bench", "--help"], cwd=tmp_path)
+    assert "--plot" in out and "issue" not in out
+
+
+# ---------------------------------------------------------------- command line
+
+def cli(*args, timeout=60):
+    return run([sys.executable, "-m", "gkcp", *args], cwd=REPO, timeout=timeout, check=False)
+
+
+def test_version_and_help_exit_zero():
+    assert cli("--version") == (0, "gkcp %s\n" % gkcp.__version__)
+    code, out = cli("--help")
+    assert code == 0 and all(name in out for name in COMMANDS)
+
+
+@pytest.mark.parametrize("args", [[], ["nope"], ["demo", "--bytes", "zz"], ["demo", "--fec", "10"],
+                                  ["demo", "--window", "70000"], ["demo", "--crypt", "bogus"],
+                                  ["demo", "--unknown"]])
+def test_bad_arguments_are_usage_errors(args):
+    code, out = cli(*args)
+    assert code == 2 and "error:" in out and "Traceback" not in out, out
+
+
+def test_demo_off_a_terminal_has_no_progress_line_and_one_byte_count():
+    code, out = cli("demo", "--bytes", "2M", "--rtt-count", "10", "--fec", "10/3")
+    assert code == 0, out
+    assert "\r" not in out
+    assert out.splitlines()[0].startswith("gkcp demo: 2.0 MB over KCP")
+    assert "transfer: 2.0 MB in " in out and "sha256 match" in out
+
+
+def test_build_stops_naming_a_missing_c_file(tmp_path, monkeypatch):
+    sys.path.insert(0, str(REPO))
+    try:
+        import build_ffi
+    finally:
+        sys.path.remove(str(REPO))
+    partial = tmp_path / "csrc"
+    partial.mkdir()
+    for name in os.listdir(REPO / "csrc"):
+        if name != "fec.c":
+            (partial / name).write_bytes((REPO / "csrc" / name).read_bytes())
+    monkeypatch.setattr(build_ffi, "CSRC", str(partial))
+    with pytest.raises(FileNotFoundError, match=r"fec\.c missing"):
+        build_ffi.make_ffi()
