@@ -21,6 +21,7 @@ PROG = "gkcp"
 #: command -> (module implementing it, one-line summary for --help)
 COMMANDS: Dict[str, Tuple[str, str]] = {
     "demo": ("gkcp.demo", "move a payload over KCP on 127.0.0.1, report MB/s, RTT and SNMP counters"),
+    "tunnel": ("gkcp.tunnel.cli", "kcptun-compatible TCP tunnel over KCP + smux: tunnel client|server [kcptun flags]"),
 }
 
 
