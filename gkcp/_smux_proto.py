@@ -523,6 +523,7 @@ class Protocol:
             parts.append(self.data_to_send())
         if n <= 0:
             return parts, 0
+        view = view[:n]
         pack = HEADER.pack
         version, frame_size = self.version, self.max_frame_size
         frames = 0

@@ -29,6 +29,15 @@ def go_peer_bin():
     return gopeer.build_peer()
 
 
+@pytest.fixture(scope="session")
+def go_smux_peer_bin():
+    """Path of the built Go smux peer (tests/go/smuxpeer, driven by
+    tests/smuxpeer.py): smux 1.5.16 over kcp-go 5.6.1 or TCP.  A missing Go
+    toolchain, kcp-go or smux source raises, so its tests fail, never skip."""
+    import smuxpeer
+    return smuxpeer.build_smux_peer()
+
+
 # ---------------------------------------------------------------------------
 # Waiting and resource accounting for gkcp tests in one process
 
