@@ -1,0 +1,292 @@
+"""gkcp tunnel (gkcp/tunnel/): kcptun's flags and JSON, and gkcp client <->
+gkcp server behaviour (half-close, round robin, autoexpire, unix targets,
+signals, logs, status line).  Interop with kcptun: test_interop_kcptun.py."""
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import gevent
+import pytest
+from gevent import socket as gsocket
+
+from gkcp.tunnel.config import MODES, parse_args
+from gkcp.tunnel.relay import Traffic
+from gkcp.tunnel.status import StatusLine, go_time_format
+from tunnel_harness import REPO, EchoServer, Tunnel, echo_through, free_port, tunnel_pair
+
+
+# ---- flags and JSON ------------------------------------------------------------
+
+def test_defaults_are_kcptuns():
+    client = parse_args("client", [])
+    assert (client.localaddr, client.remoteaddr, client.key, client.crypt, client.mode) == (
+        ":12948", "vps:29900", "it's a secrect", "aes", "fast")
+    assert (client.conn, client.autoexpire, client.scavengettl, client.mtu, client.sndwnd, client.rcvwnd) == (
+        1, 0, 600, 1350, 128, 512)
+    assert (client.datashard, client.parityshard, client.dscp, client.nocomp, client.sockbuf) == (
+        10, 3, 0, False, 4194304)
+    assert (client.smuxver, client.smuxbuf, client.streambuf, client.keepalive, client.snmpperiod) == (
+        1, 4194304, 2097152, 10, 60)
+    assert (client.nodelay, client.interval, client.resend, client.nc) == (0, 30, 2, 1)  # "fast"
+    server = parse_args("server", [])
+    assert (server.listen, server.target, server.sndwnd, server.rcvwnd) == (":29900", "127.0.0.1:12948", 1024, 1024)
+
+
+@pytest.mark.parametrize("spelling", [
+    ["-key", "k", "-l", ":1", "-r", "h:2", "-ds", "4", "-nocomp"],
+    ["--key", "k", "--l", ":1", "--r", "h:2", "--ds", "4", "--nocomp"],
+    ["-key=k", "-localaddr=:1", "--remoteaddr=h:2", "--datashard=4", "-nocomp=true"],
+    ["--key=k", "--localaddr", ":1", "-remoteaddr", "h:2", "-datashard", "4", "--nocomp=1"],
+])
+def test_go_flag_spellings(spelling):
+    c = parse_args("client", spelling)
+    assert (c.key, c.localaddr, c.remoteaddr, c.datashard, c.nocomp) == ("k", ":1", "h:2", 4, True)
+
+
+def test_bool_flag_false_and_environment_key(monkeypatch):
+    assert parse_args("client", ["--nocomp", "-nocomp=false"]).nocomp is False
+    monkeypatch.setenv("KCPTUN_KEY", "from env")
+    assert parse_args("server", []).key == "from env"
+    assert parse_args("server", ["--key", "flag"]).key == "flag"
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_modes_set_kcptuns_nodelay_parameters(mode):
+    manual = ["--nodelay", "1", "--interval", "15", "--resend", "3", "--nc", "0"]
+    c = parse_args("server", ["--mode", mode] + manual)
+    expected = MODES[mode] or (1, 15, 3, 0)
+    assert (c.nodelay, c.interval, c.resend, c.nc) == expected
+    options = c.kcp_options()
+    assert (options["nodelay"], options["interval"], options["resend"], options["nc"]) == expected
+    assert options["stream"] is True and options["write_delay"] is False
+
+
+def test_json_overrides_flags_key_by_key(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"remoteaddr": "1.2.3.4:5", "mode": "fast3", "nocomp": True, "conn": 3,
+                                "acknodelay": True}))
+    c = parse_args("client", ["-c", str(path), "--remoteaddr", "x:1", "--mtu", "1200", "--mode", "normal"])
+    assert (c.remoteaddr, c.mode, c.interval, c.nocomp, c.conn, c.acknodelay, c.mtu) == (
+        "1.2.3.4:5", "fast3", 10, True, 3, True, 1200)
+    smux = c.smux_config()
+    assert (smux.version, smux.max_receive_buffer, smux.max_stream_buffer, smux.keepalive_interval) == (
+        1, 4194304, 2097152, 10)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--mode", "fats3"], "unknown mode"),
+    (["--crypt", "aes256"], "unknown cipher"),
+    (["--tcp"], "not supported"),
+    (["--conn", "0"], "--conn 0"),
+    (["--smuxver", "3"], "unsupported smux version"),
+    (["--keepalive", "31"], "--keepalive 31"),
+    (["--streambuf", "8388608"], "--smuxbuf"),
+    (["--mtu", "1600"], "mtu"),
+    (["--dscp", "64"], "6 bits"),
+    (["--sndwnd", "x"], "invalid int"),
+    (["--nocomp=maybe"], "nocomp"),
+    (["--unknown"], "unrecognized"),
+    (["-c", "/nonexistent.json"], "/nonexistent.json"),
+])
+def test_bad_flags_exit_2_naming_them(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args("client", argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content,message", [
+    ("{not json", "not valid JSON"),
+    ("[1, 2]", "JSON object"),
+    ('{"listen": ":1"}', "unknown key 'listen'"),   # a server key in a client file
+    ('{"mtu": "1350"}', "'mtu' must be a JSON integer"),
+    ('{"nocomp": 1}', "'nocomp' must be a JSON boolean"),
+])
+def test_bad_json_exits_2(tmp_path, capsys, content, message):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args("client", ["-c", str(path)])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def run_cli(*argv):
+    return subprocess.run([sys.executable, "-m", "gkcp", "tunnel"] + list(argv), capture_output=True,
+                          timeout=60, cwd=str(REPO), text=True)
+
+
+def test_command_line_entry_points():
+    bad = run_cli("server", "--tcp")
+    assert bad.returncode == 2 and "tcpraw" in bad.stderr
+    assert run_cli().returncode == 2 and run_cli("sideways").returncode == 2
+    helped = run_cli("client", "-h")
+    assert helped.returncode == 0 and "--remoteaddr" in helped.stdout and "--scavengettl" in helped.stdout
+    assert "--nodelay" not in helped.stdout  # hidden, as in kcptun
+    assert run_cli("server", "--version").stdout.startswith("gkcp tunnel")
+
+
+# ---- gkcp client <-> gkcp server -------------------------------------------------
+
+FAST = ["--mode", "fast3", "--key", "test"]
+
+
+def test_half_close_passes_end_to_end():
+    """TCP FIN at the client -> smux FIN -> shutdown(SHUT_WR) at the target;
+    the target's answer still comes back, then its FIN."""
+    with EchoServer() as echo:
+        server, client, port = tunnel_pair("gkcp", "gkcp", echo.port, FAST + ["--smuxver", "2"])
+        with server, client:
+            sock = gsocket.create_connection(("127.0.0.1", port), timeout=30)
+            data = os.urandom(300000)
+            sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+            got = bytearray()
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+            sock.close()
+            assert bytes(got) == data
+
+
+def test_round_robin_over_conn_sessions_and_logs():
+    with EchoServer() as echo:
+        server, client, port = tunnel_pair("gkcp", "gkcp", echo.port, FAST, client_flags=["--conn", "3"])
+        with server, client:
+            for seed in range(6):
+                sent, got = echo_through(port, 10000, seed)
+                assert sent == got
+            deadline = time.monotonic() + 10
+            while server.log().count("stream closed") < 6 and time.monotonic() < deadline:
+                gevent.sleep(0.05)
+            assert server.log().count("remote address:") == 3  # 3 KCP sessions, 2 streams each
+            assert client.log().count("stream opened") == 6 and server.log().count("stream closed") == 6
+        assert "closing on signal" in client.log() and client.proc.returncode == 0
+
+
+def test_quiet_silences_stream_lines():
+    with EchoServer() as echo:
+        server, client, port = tunnel_pair("gkcp", "gkcp", echo.port, FAST + ["--quiet"])
+        with server, client:
+            assert echo_through(port, 1000, 1)[0] == echo_through(port, 1000, 1)[1]
+        assert "stream opened" not in server.log() + client.log()
+
+
+def test_autoexpire_opens_new_sessions_and_scavenger_closes_old():
+    with EchoServer() as echo:
+        server, client, port = tunnel_pair("gkcp", "gkcp", echo.port, FAST,
+                                           client_flags=["--autoexpire", "1", "--scavengettl", "1"])
+        with server, client:
+            sent, got = echo_through(port, 1000, 1)
+            gevent.sleep(1.3)
+            sent2, got2 = echo_through(port, 1000, 2)   # expired: a second session carries it
+            assert (sent, sent2) == (got, got2)
+            deadline = time.monotonic() + 10
+            while "session closed due to ttl" not in client.log() and time.monotonic() < deadline:
+                gevent.sleep(0.1)
+            assert "session closed due to ttl" in client.log()
+            assert server.log().count("remote address:") == 2
+
+
+def test_unix_socket_target(tmp_path):
+    path = str(tmp_path / "target.sock")
+    listener = gsocket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(4)
+
+    def serve_one():
+        conn, _ = listener.accept()
+        conn.sendall(b"hello from unix:" + conn.recv(100))
+        conn.close()
+
+    server_greenlet = gevent.spawn(serve_one)
+    kcp_port, local_port = free_port(socket.SOCK_DGRAM), free_port()
+    try:
+        with Tunnel("gkcp", "server", ["-l", "127.0.0.1:%d" % kcp_port, "-t", path] + FAST) as server, \
+                Tunnel("gkcp", "client", ["-l", "127.0.0.1:%d" % local_port, "-r", "127.0.0.1:%d" % kcp_port]
+                       + FAST) as client:
+            server.wait_log("listening on")
+            client.wait_log("listening on")
+            sock = gsocket.create_connection(("127.0.0.1", local_port), timeout=20)
+            sock.sendall(b"ping")
+            reply = b""
+            while len(reply) < 20:
+                chunk = sock.recv(100)
+                if not chunk:
+                    break
+                reply += chunk
+            sock.close()
+            assert reply == b"hello from unix:ping"
+    finally:
+        server_greenlet.kill()
+        listener.close()
+
+
+def test_unreachable_target_closes_the_stream():
+    dead_port = free_port()  # nothing listens there
+    server, client, port = tunnel_pair("gkcp", "gkcp", dead_port, FAST)
+    with server, client:
+        sock = gsocket.create_connection(("127.0.0.1", port), timeout=20)
+        sock.sendall(b"anyone?")
+        assert sock.recv(10) == b""     # EOF, not a hang
+        sock.close()
+        server.wait_log("Connection refused")
+
+
+def test_sigint_and_log_file_and_snmplog(tmp_path):
+    log_file, snmp_file = tmp_path / "server.log", tmp_path / "snmp-20060102.csv"
+    kcp_port = free_port(socket.SOCK_DGRAM)
+    server = Tunnel("gkcp", "server", ["-l", "127.0.0.1:%d" % kcp_port, "--log", str(log_file),
+                                       "--snmplog", str(snmp_file), "--snmpperiod", "1"])
+    with server:
+        deadline = time.monotonic() + 15
+        expected = tmp_path / go_time_format("snmp-20060102.csv")
+        while not (expected.exists() and expected.read_text().count("\n") >= 2) and time.monotonic() < deadline:
+            gevent.sleep(0.1)
+        server.proc.send_signal(2)  # SIGINT
+        assert server.wait_exit() == 0
+    lines = expected.read_text().splitlines()
+    assert lines[0].startswith("Unix,BytesSent,BytesReceived,MaxConn") and len(lines) >= 2
+    assert "listening on: 127.0.0.1:%d" % kcp_port in log_file.read_text()
+    assert "closing on signal" in log_file.read_text()
+
+
+class _FakeTerminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_status_line_only_on_a_terminal(monkeypatch):
+    monkeypatch.delenv("TERM", raising=False)
+    assert StatusLine.wanted(_FakeTerminal()) and not StatusLine.wanted(io.StringIO())
+    traffic = Traffic()
+    traffic.streams = 2
+
+    class Session:
+        srtt = 12
+
+    line = StatusLine(traffic, lambda: [Session(), Session()], _FakeTerminal())
+    text = line.text(2.5e6, 1500, 0.25)
+    assert text == "up 2.5 MB/s  down 1.5 KB/s  streams 2  sessions 2  rtt 12 ms  retrans 0.25%"
+    status = gevent.spawn(line.run, 0.05)
+    gevent.sleep(0.2)
+    status.kill()
+    assert "\r\033[Kup " in line.out.getvalue()
+    line.clear()
+    assert line.out.getvalue().endswith("\r\033[K")
+
+
+def test_dscp_is_set_on_the_udp_socket():
+    from gkcp.tunnel.endpoints import TunnelClient
+    tunnel = TunnelClient(parse_args("client", ["--dscp", "46"]))
+    sock = tunnel._udp_socket("127.0.0.1:9", passive=False)
+    try:
+        assert sock.getsockopt(socket.IPPROTO_IP, socket.IP_TOS) == 46 << 2
+    finally:
+        sock.close()
+        tunnel.close()
