@@ -71,3 +71,19 @@ def test_json_config(tmp_path, client_impl, server_impl):
     wrong = ["--key", "overridden", "--crypt", "aes", "--smuxver", "1"]
     check_echo(client_impl, server_impl, wrong, connections=4, nbytes=256 * 1024,
                client_flags=["-c", str(client_json)], server_flags=["-c", str(server_json)])
+
+
+def test_tunnel_benchmark_runs(tmp_path):
+    """The benchmark's plumbing (not its speed): both implementations move
+    the data, digest-checked, and report figures."""
+    import subprocess
+    import sys
+    from tunnel_harness import REPO
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "-m", "gkcp.bench", "tunnel", "--bytes", "2M", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=str(REPO))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "gkcp/kcptun: throughput" in proc.stdout
+    figures = json.loads(out.read_text())["medians"]
+    assert set(figures) == {"gkcp", "kcptun"}
+    assert all(f["mbps"] > 0 and f["cpu_s"] > 0 for f in figures.values())

@@ -9,6 +9,7 @@ COMMANDS = {
     "fec": "fec",
     "scale": "scale",
     "transfer": "transfer",
+    "tunnel": "tunnel",
 }
 
 #: what ``python -m gkcp.bench`` runs without a command (or with only options)
