@@ -13,7 +13,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CSRC = os.path.join(HERE, "csrc")
 
 # Public headers in dependency order; every declaration in them is exposed.
-HEADERS = ["common.h", "snmp.h", "kcp.h", "gf256.h", "rs.h", "fec.h", "crypt.h", "sess.h"]
+HEADERS = ["common.h", "snmp.h", "kcp.h", "gf256.h", "rs.h", "fec.h", "crypt.h", "replay.h", "sess.h"]
 
 HEADER_ONLY = {"common.h"}
 

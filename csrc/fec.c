@@ -478,7 +478,9 @@ int gk_fec_decode(gk_fec_decoder *dec, const uint8_t *pkt, int len, uint32_t now
     if (dec->qlen > dec->rxlimit)
         drop_oldest(dec);
     int expired = 0;
-    while (expired < dec->qlen && seqdiff(now, dec->q[expired].ts) > FEC_EXPIRE_MS)
+    /* unsigned age: entries are never stamped in the future, and a queue
+     * left untouched for over 24 days must still expire */
+    while (expired < dec->qlen && now - dec->q[expired].ts > FEC_EXPIRE_MS)
         expired++;
     if (expired > 0)
         drop_range(dec, 0, expired);

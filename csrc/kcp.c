@@ -523,6 +523,29 @@ void gk_kcp_get_info(const gk_kcp *k, gk_kcp_info *info)
 
 /* ---- input ---- */
 
+int gk_kcp_validate(const uint8_t *data, int size, uint32_t *conv)
+{
+    if (!data || size < OVERHEAD)
+        return -1;
+    const uint32_t first = get32(data);
+    const uint8_t *p = data;
+    uint32_t left = (uint32_t)size;
+    int cmds = 0;
+    while (left) {
+        if (left < OVERHEAD || get32(p) != first)
+            return -1;
+        uint8_t cmd = p[4];
+        uint32_t len = get32(p + 20);
+        if (cmd < GK_KCP_CMD_PUSH || cmd > GK_KCP_CMD_WINS || len > left - OVERHEAD)
+            return -1;
+        cmds |= 1 << (cmd - GK_KCP_CMD_PUSH);
+        p += OVERHEAD + len;
+        left -= OVERHEAD + len;
+    }
+    *conv = first;
+    return cmds;
+}
+
 /* Removes every segment below una; returns how many left the send buffer,
  * selectively ACKed ones included (they still held a slot). */
 static uint32_t drop_below(gk_kcp *k, uint32_t una)
@@ -838,12 +861,26 @@ static inline uint8_t *put_header(packer *pk, uint8_t cmd, uint8_t frg, uint16_t
     return p + OVERHEAD;
 }
 
+/* The free receive window advertised in every segment; kcp-go truncates it
+ * to 16 bits, and so does the wire. */
+static uint16_t wnd_unused(const gk_kcp *k)
+{
+    return k->rcv_queue.count < k->rcv_wnd ? (uint16_t)(k->rcv_wnd - k->rcv_queue.count) : 0;
+}
+
+void gk_kcp_ask_window_now(gk_kcp *k)
+{
+    packer pk = {k, k->reserved};
+    /* una 0 acknowledges nothing: a conversation numbers its segments from
+     * 0, and nothing may look acknowledged before the session is proven */
+    put_header(&pk, GK_KCP_CMD_WASK, 0, wnd_unused(k), 0, 0, 0, 0);
+    finish(&pk);
+}
+
 uint32_t gk_kcp_flush(gk_kcp *k, int ack_only, uint32_t current)
 {
     packer pk = {k, k->reserved};
-    /* kcp-go truncates the free window to 16 bits, and so does the wire */
-    const uint16_t wnd = k->rcv_queue.count < k->rcv_wnd
-                             ? (uint16_t)(k->rcv_wnd - k->rcv_queue.count) : 0;
+    const uint16_t wnd = wnd_unused(k);
     const uint32_t una = k->rcv_nxt;
     uint32_t probe_sn = 0, probe_ts = 0;
 

@@ -73,6 +73,18 @@ int gk_kcp_recv(gk_kcp *kcp, uint8_t *buf, int len);
  * -3 unknown cmd (segments before the bad one stay applied). */
 int gk_kcp_input(gk_kcp *kcp, const uint8_t *data, int size, int regular,
                  int ack_nodelay, uint32_t current);
+/* Checks a whole datagram's KCP bytes without any state, more strictly than
+ * input: every segment has a complete header, a known cmd and a len that
+ * fits, all segments carry the same conv, and no bytes are left over (kcp-go
+ * never sends any).  Returns the commands present as a bit mask (bit
+ * cmd - GK_KCP_CMD_PUSH, e.g. GK_KCP_HAS_WINS) and sets *conv, or returns -1
+ * (nothing set) for a malformed datagram. */
+int gk_kcp_validate(const uint8_t *data, int size, uint32_t *conv);
+#define GK_KCP_HAS_WINS 8
+/* Emits one packet at once holding a single window-ask (WASK) segment with
+ * una 0 and no ACKs: a probe that makes the peer answer with a window tell
+ * (WINS) on its next flush, acknowledging nothing on the way. */
+void gk_kcp_ask_window_now(gk_kcp *kcp);
 /* kcp-go flush: ACKs, probes, new and due segments.  ack_only sends only
  * pending ACKs.  Returns ms until this session next needs a flush. */
 uint32_t gk_kcp_flush(gk_kcp *kcp, int ack_only, uint32_t current);

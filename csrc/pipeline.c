@@ -85,19 +85,26 @@ void gk_pipe_output(uint8_t *buf, int len, void *user)
 
 static void kcp_feed(gk_sess *s, const uint8_t *data, int len, int regular, uint32_t now)
 {
-    if (gk_kcp_input(s->kcp, data, len, regular, s->cfg.ack_nodelay, now) < 0)
+    /* an unproven session acknowledges nothing: it may yet be freed */
+    int ack_nodelay = s->cfg.ack_nodelay && !s->unproven;
+    if (gk_kcp_input(s->kcp, data, len, regular, ack_nodelay, now) < 0)
         gk_stats.KCPInErrors++;
 }
 
 static void deliver(gk_sess *s, const uint8_t *pkt, int len, int fec_type, uint32_t now)
 {
     s->last_rx = now;
-    gk_sess_wake(s, now); /* its ACKs are due within an interval */
+    if (!s->unproven)
+        gk_sess_wake(s, now); /* its ACKs are due within an interval */
     if (!fec_type) {
         kcp_feed(s, pkt, len, 1, now);
     } else {
         if (fec_type == GK_FEC_TYPE_DATA)
             kcp_feed(s, pkt + GK_FEC_HEADER, len - GK_FEC_HEADER, 1, now);
+        /* no decoder (up to 3 groups of shards) for an address that has not
+         * answered yet; KCP retransmits whatever parity would have rebuilt */
+        if (s->unproven)
+            return;
         if (!s->fec_dec) {
             s->fec_dec = gk_fec_decoder_new(s->cfg.data_shards, s->cfg.parity_shards);
             if (!s->fec_dec)
@@ -112,11 +119,62 @@ static void deliver(gk_sess *s, const uint8_t *pkt, int len, int fec_type, uint3
     gk_sess_check_ready(s);
 }
 
+/* A datagram from an address without a proven session (s unproven, or NULL
+ * for an unknown address on a listening socket).  Returns the session to
+ * deliver it to normally if it proved s, else NULL (handled here).  Only a
+ * well-formed KCP datagram can create a session, and each datagram of an
+ * unproven session is answered by exactly one window ask of 24 bytes plus
+ * headers, so spoofed sources cannot make the listener send more than they
+ * sent (besides the two re-asks of each session). */
+static gk_sess *admit(gk_udp *u, gk_sess *s, const uint8_t *pkt, int len, int fec_type,
+                      const struct sockaddr_storage *from, socklen_t fromlen, uint32_t now)
+{
+    if (fec_type == GK_FEC_TYPE_PARITY) {
+        if (!s)
+            gk_stats.InErrs++;
+        return NULL; /* an unproven session keeps no FEC decoder */
+    }
+    int off = fec_type ? GK_FEC_HEADER : 0;
+    uint32_t conv;
+    int cmds = gk_kcp_validate(pkt + off, len - off, &conv);
+    if (cmds < 0) {
+        gk_stats.KCPInErrors++;
+        return NULL;
+    }
+    if (!s) {
+        s = gk_udp_accept_new(u, from, fromlen, conv, now);
+        if (!s)
+            return NULL;
+    } else if (cmds & GK_KCP_HAS_WINS) {
+        /* the answer to a window ask sent since this session began */
+        return gk_sess_prove(s) == 0 ? s : NULL;
+    }
+    /* The peer's first flight is kept so that nothing needs resending once
+     * it answers, but only a few datagrams of it: memory per unproven
+     * session stays small whatever the source sends. */
+    if (s->fed < UNPROVEN_FEED_MAX) {
+        s->fed++;
+        deliver(s, pkt, len, fec_type, now);
+    }
+    gk_kcp_ask_window_now(s->kcp);
+    return NULL;
+}
+
 void gk_pipe_input(gk_udp *u, uint8_t *pkt, int len, const struct sockaddr_storage *from,
                    socklen_t fromlen, uint32_t now)
 {
     if (len < 0)
         return; /* truncated: counted by io.c */
+    gk_sess *dialed = u->listening ? NULL : u->dialed;
+    if (dialed) {
+        /* only the dialed address, checked before any decryption work */
+        gk_addr_key key;
+        gk_addr_key_make(&key, from);
+        if (memcmp(&key, &dialed->key, sizeof(key)) != 0) {
+            gk_stats.InWrongPeer++;
+            return;
+        }
+    }
     if (u->crypt) {
         int rc = gk_crypt_decrypt(u->crypt, pkt, (size_t)len);
         if (rc == -2) {
@@ -125,6 +183,12 @@ void gk_pipe_input(gk_udp *u, uint8_t *pkt, int len, const struct sockaddr_stora
         }
         if (rc != 0) {
             gk_stats.InErrs++;
+            return;
+        }
+        /* only authentic datagrams are recorded, so forgeries cannot push
+         * real nonces out of the window */
+        if (u->replay && gk_replay_check(u->replay, pkt, now)) {
+            gk_stats.InReplays++;
             return;
         }
         pkt += GK_CRYPT_HEADER;
@@ -143,24 +207,8 @@ void gk_pipe_input(gk_udp *u, uint8_t *pkt, int len, const struct sockaddr_stora
     int kcp_len = fec_type ? len - GK_FEC_HEADER : len;
     int has_header = fec_type != GK_FEC_TYPE_PARITY && kcp_len >= GK_KCP_OVERHEAD;
 
-    gk_sess *s;
-    if (!u->listening && u->dialed) {
-        s = u->dialed;
-        if (s->peer_fixed) {
-            gk_addr_key key;
-            gk_addr_key_make(&key, from);
-            if (memcmp(&key, &s->key, sizeof(key)) != 0) {
-                gk_stats.InErrs++;
-                return;
-            }
-        } else {
-            /* kcp-go: the first source heard becomes the only one. */
-            memcpy(&s->peer, from, fromlen);
-            s->peerlen = fromlen;
-            gk_addr_key_make(&s->key, from);
-            s->peer_fixed = 1;
-        }
-    } else {
+    gk_sess *s = dialed;
+    if (!s) {
         gk_addr_key key;
         gk_addr_key_make(&key, from);
         s = gk_udp_find(u, &key);
@@ -171,22 +219,18 @@ void gk_pipe_input(gk_udp *u, uint8_t *pkt, int len, const struct sockaddr_stora
                 gk_stats.InErrs++;
                 return;
             }
-            gk_sess_end(s, GK_ST_REPLACED);
+            if (s->unproven)
+                gk_sess_discard(s);
+            else
+                gk_sess_end(s, GK_ST_REPLACED);
             s = NULL;
         }
-        if (!s) {
-            if (!has_header || !u->listening) {
-                gk_stats.InErrs++;
-                return;
-            }
-            if (u->unaccepted >= u->backlog) {
-                gk_stats.AcceptDrops++;
-                return;
-            }
-            s = gk_udp_accept_new(u, from, fromlen, le32(kcp), now);
-            if (!s)
-                return;
+        if (!s && (!has_header || !u->listening)) {
+            gk_stats.InErrs++;
+            return;
         }
+        if ((!s || s->unproven) && !(s = admit(u, s, pkt, len, fec_type, from, fromlen, now)))
+            return;
     }
     deliver(s, pkt, len, fec_type, now);
 }

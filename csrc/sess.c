@@ -173,6 +173,48 @@ static void table_remove(gk_udp *u, gk_sess *s)
 
 /* ---- sessions ------------------------------------------------------------ */
 
+/* Re-asks of an unproven session before it expires: the first ask or its
+ * answer may be lost, and a peer that only waits (it announced itself, or
+ * sent one message and waits for the reply) sends nothing else. */
+enum { UNPROVEN_REASKS = 2 };
+
+/* Timer heap entries are compared as wrapping differences, so no deadline
+ * goes further ahead than this: all of them then stay within 2^31 ms of
+ * each other even with some overdue.  A farther deadline is met by waking
+ * once more on the way. */
+#define SCHED_HORIZON_MS (1u << 30)
+
+static gk_config clamped(const gk_config *cfg)
+{
+    gk_config c = *cfg;
+    if (c.idle_timeout_ms > GK_DURATION_MAX_MS)
+        c.idle_timeout_ms = GK_DURATION_MAX_MS;
+    return c;
+}
+
+static void count_open(void)
+{
+    gk_stats.CurrEstab++;
+    if (gk_stats.CurrEstab > gk_stats.MaxConn)
+        gk_stats.MaxConn = gk_stats.CurrEstab;
+}
+
+static void unproven_unlink(gk_sess *s)
+{
+    gk_udp *u = s->udp;
+    if (s->unproven_prev)
+        s->unproven_prev->unproven_next = s->unproven_next;
+    else
+        u->unproven_head = s->unproven_next;
+    if (s->unproven_next)
+        s->unproven_next->unproven_prev = s->unproven_prev;
+    else
+        u->unproven_tail = s->unproven_prev;
+    s->unproven_prev = s->unproven_next = NULL;
+    s->unproven = 0;
+    u->nunproven--;
+}
+
 static int apply_config(gk_sess *s, const gk_config *cfg)
 {
     int fec = gk_fec_shape_ok(cfg->data_shards, cfg->parity_shards);
@@ -194,7 +236,7 @@ static int apply_config(gk_sess *s, const gk_config *cfg)
     gk_kcp_wndsize(s->kcp, cfg->sndwnd, cfg->rcvwnd);
     gk_kcp_set_stream(s->kcp, cfg->stream);
     gk_kcp_set_dead_link(s->kcp, cfg->dead_link);
-    s->cfg = *cfg;
+    s->cfg = clamped(cfg);
     return 0;
 }
 
@@ -219,6 +261,10 @@ static void sess_free(gk_sess *s)
         table_remove(u, s);
     if (s->unaccepted)
         u->unaccepted--;
+    if (s->unproven)
+        unproven_unlink(s);
+    else
+        gk_stats.CurrEstab--;
     if (s->udp_prev)
         s->udp_prev->udp_next = s->udp_next;
     else
@@ -231,7 +277,6 @@ static void sess_free(gk_sess *s)
     free(s->left);
     u->nsess--;
     eng->nsess--;
-    gk_stats.CurrEstab--;
     free(s);
 }
 
@@ -268,27 +313,72 @@ static gk_sess *sess_new(gk_udp *u, const void *addr, socklen_t addrlen, uint32_
     u->all = s;
     u->nsess++;
     u->eng->nsess++;
-    gk_stats.CurrEstab++;
-    if (gk_stats.CurrEstab > gk_stats.MaxConn)
-        gk_stats.MaxConn = gk_stats.CurrEstab;
     return s;
 }
 
 gk_sess *gk_udp_accept_new(gk_udp *u, const struct sockaddr_storage *from, socklen_t fromlen,
                            uint32_t conv, uint32_t now)
 {
+    if (u->nunproven >= GK_UNPROVEN_MAX) {
+        gk_stats.UnprovenEvicted++;
+        sess_free(u->unproven_head);
+    }
     gk_sess *s = sess_new(u, from, fromlen, conv, now);
     if (!s)
         return NULL;
-    if (table_insert(u, s) < 0) {
+    s->unproven = 1;
+    s->born = now;
+    s->unproven_prev = u->unproven_tail;
+    if (u->unproven_tail)
+        u->unproven_tail->unproven_next = s;
+    else
+        u->unproven_head = s;
+    u->unproven_tail = s;
+    u->nunproven++;
+    if (table_insert(u, s) < 0 || gk_sched_put(u->eng, s, now + GK_UNPROVEN_REASK_MS) < 0) {
         sess_free(s);
         return NULL;
     }
+    return s;
+}
+
+int gk_sess_prove(gk_sess *s)
+{
+    gk_udp *u = s->udp;
+    if (u->unaccepted >= u->backlog) {
+        gk_stats.AcceptDrops++;
+        sess_free(s);
+        return -1;
+    }
+    unproven_unlink(s);
+    count_open();
     s->unaccepted = 1;
     u->unaccepted++;
     gk_stats.PassiveOpens++;
     gk_sess_post(s, GK_EV_ACCEPT);
-    return s;
+    return 0;
+}
+
+void gk_sess_discard(gk_sess *s) { sess_free(s); }
+
+/* An unproven session's timer: ask again, then give up. */
+static void unproven_tick(gk_sess *s, uint32_t now)
+{
+    uint32_t age = now - s->born;
+    if (age >= GK_UNPROVEN_LIFETIME_MS) {
+        gk_stats.UnprovenExpired++;
+        sess_free(s);
+        return;
+    }
+    if (s->reasked < UNPROVEN_REASKS && age >= (s->reasked + 1u) * GK_UNPROVEN_REASK_MS) {
+        /* a late tick catches up without sending a burst */
+        uint32_t due = age / GK_UNPROVEN_REASK_MS;
+        s->reasked = (uint8_t)(due < UNPROVEN_REASKS ? due : UNPROVEN_REASKS);
+        gk_kcp_ask_window_now(s->kcp);
+    }
+    uint32_t next = s->reasked < UNPROVEN_REASKS ? (s->reasked + 1u) * GK_UNPROVEN_REASK_MS
+                                                 : GK_UNPROVEN_LIFETIME_MS;
+    gk_sched_put(s->udp->eng, s, s->born + next);
 }
 
 gk_sess *gk_udp_dial(gk_udp *u, const void *addr, int addrlen, uint32_t conv, int announce,
@@ -300,6 +390,7 @@ gk_sess *gk_udp_dial(gk_udp *u, const void *addr, int addrlen, uint32_t conv, in
     if (!s)
         return NULL;
     u->dialed = s;
+    count_open();
     gk_stats.ActiveOpens++;
     if (announce) {
         gk_kcp_tell_window(s->kcp);
@@ -460,7 +551,7 @@ int gk_sess_close(gk_sess *s, uint32_t now, uint32_t linger_ms)
     }
     s->closing = 1;
     s->want_read = s->want_write = 0;
-    s->linger_until = now + linger_ms;
+    s->linger_until = now + (linger_ms < GK_DURATION_MAX_MS ? linger_ms : GK_DURATION_MAX_MS);
     return 0;
 }
 
@@ -484,6 +575,10 @@ uint32_t gk_engine_update(gk_engine *eng, uint32_t now)
 {
     gk_sess *s;
     while ((s = gk_sched_peek(eng)) && (int32_t)(now - s->due) >= 0) {
+        if (s->unproven) {
+            unproven_tick(s, now);
+            continue;
+        }
         if (s->closing && ((int32_t)(now - s->linger_until) >= 0 || gk_kcp_waitsnd(s->kcp) == 0)) {
             uint32_t id = s->id;
             sess_free(s);
@@ -509,6 +604,8 @@ uint32_t gk_engine_update(gk_engine *eng, uint32_t now)
                 continue;
             }
             due = s->last_rx + s->cfg.idle_timeout_ms;
+            if ((int32_t)(due - now) > (int32_t)SCHED_HORIZON_MS)
+                due = now + SCHED_HORIZON_MS;
         }
         if (s->closing && (int32_t)(s->linger_until - due) < 0)
             due = s->linger_until;
@@ -542,25 +639,29 @@ gk_udp *gk_udp_new(gk_engine *eng, int fd, int listening, const gk_config *cfg,
     u->listening = listening;
     u->mmsg = 1;
     u->backlog = backlog;
-    u->cfg = *cfg;
+    u->cfg = clamped(cfg);
     u->crypt = crypt;
+    /* The socket's nonce key and replay-filter key are drawn from the
+     * engine's generator, which was seeded from the OS. */
+    uint8_t seed[32], replay_key[GK_NONCE_SIZE];
+    gk_nonce_next(&eng->seeder, seed);
+    gk_nonce_next(&eng->seeder, seed + GK_NONCE_SIZE);
+    gk_nonce_init(&u->nonce, seed);
+    gk_nonce_next(&eng->seeder, replay_key);
+    if (listening && crypt)
+        u->replay = gk_replay_new(replay_key, GK_REPLAY_SLOTS, GK_REPLAY_WINDOW_MS);
     u->seal_pkts = calloc((size_t)batch, sizeof(*u->seal_pkts));
     u->seal_lens = calloc((size_t)batch, sizeof(*u->seal_lens));
     if (gk_batch_init(&u->rx, batch) < 0 || gk_batch_init(&u->tx, batch) < 0 ||
-        !u->seal_pkts || !u->seal_lens) {
+        !u->seal_pkts || !u->seal_lens || (listening && crypt && !u->replay)) {
         gk_batch_free(&u->rx);
         gk_batch_free(&u->tx);
         free(u->seal_pkts);
         free(u->seal_lens);
+        gk_replay_free(u->replay);
         free(u);
         return NULL;
     }
-    /* The socket's nonce key is drawn from the engine's generator, which
-     * was seeded from the OS. */
-    uint8_t seed[32];
-    gk_nonce_next(&eng->seeder, seed);
-    gk_nonce_next(&eng->seeder, seed + GK_NONCE_SIZE);
-    gk_nonce_init(&u->nonce, seed);
     u->eng_next = eng->udps;
     if (eng->udps)
         eng->udps->eng_prev = u;
@@ -586,6 +687,7 @@ void gk_udp_free(gk_udp *u)
         *p = u->dirty_next;
     }
     free(u->buckets);
+    gk_replay_free(u->replay);
     free(u->seal_pkts);
     free(u->seal_lens);
     gk_batch_free(&u->rx);
@@ -602,9 +704,16 @@ void gk_engine_free(gk_engine *eng)
     free(eng);
 }
 
-void gk_udp_stop_listening(gk_udp *u) { u->listening = 0; }
+void gk_udp_stop_listening(gk_udp *u)
+{
+    u->listening = 0;
+    while (u->unproven_head)
+        sess_free(u->unproven_head);
+}
+
 void gk_udp_set_mmsg(gk_udp *u, int on) { u->mmsg = on; }
 int gk_udp_sessions(const gk_udp *u) { return u->nsess; }
+int gk_udp_unproven(const gk_udp *u) { return u->nunproven; }
 
 int gk_udp_read(gk_udp *u, uint32_t now, int max_batches)
 {

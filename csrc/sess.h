@@ -31,6 +31,24 @@ typedef struct gk_config {
     uint32_t idle_timeout_ms;  /* silence from the peer that ends the session; 0 = never */
 } gk_config;
 
+/* Longest duration (idle_timeout_ms, linger_ms) the core honours, about 24.8
+ * days: times are u32 ms compared as wrapping differences, so a deadline
+ * must stay less than 2^31 ms ahead.  Larger values are clamped to it. */
+#define GK_DURATION_MAX_MS 0x7FFFFFFF
+
+/* A listening socket's sessions start *unproven*: a packet from an unknown
+ * address (a whole, well-formed KCP datagram) creates one, its data is kept
+ * but not acknowledged, and the listener answers each datagram with one
+ * window ask (WASK).  A later datagram from that address holding a window
+ * tell (WINS), which kcp-go and gkcp send on their next flush, proves the
+ * peer receives what is sent to it: only then is the session counted, put in
+ * the backlog and announced (GK_EV_ACCEPT).  Unproven sessions are bounded
+ * per socket (the oldest is evicted), asked again twice, and freed if
+ * silent for GK_UNPROVEN_LIFETIME_MS. */
+#define GK_UNPROVEN_MAX 1024
+#define GK_UNPROVEN_LIFETIME_MS 4000
+#define GK_UNPROVEN_REASK_MS 1000
+
 /* Event flags handed to Python after each entry point. */
 #define GK_EV_READ   1   /* a reader that found nothing can now read */
 #define GK_EV_WRITE  2   /* a writer that found the window full can now write */
@@ -69,14 +87,17 @@ int gk_engine_wake_pending(gk_engine *eng);
 int gk_engine_sessions(const gk_engine *eng);
 
 /* A UDP socket the caller opened (non-blocking).  listening != 0: sessions
- * are created by incoming packets (at most backlog waiting for accept).
- * crypt may be NULL (no crypto header); it must outlive the socket.
+ * are created by incoming packets (at most backlog proven ones waiting for
+ * accept), and with crypt a replay filter (replay.h) drops authentic
+ * datagrams seen before (InReplays).  crypt may be NULL (no crypto header);
+ * it must outlive the socket.
  * batch: datagrams per recvmmsg/sendmmsg. */
 gk_udp *gk_udp_new(gk_engine *eng, int fd, int listening, const gk_config *cfg,
                    const gk_crypt *crypt, int batch, int backlog);
 /* Frees the socket's state and every session still on it. */
 void gk_udp_free(gk_udp *udp);
-/* Stop (listening = 0) creating sessions from unknown addresses. */
+/* Stop (listening = 0) creating sessions from unknown addresses; unproven
+ * sessions are freed. */
 void gk_udp_stop_listening(gk_udp *udp);
 /* Use recvmmsg/sendmmsg (1, default) or recvfrom/sendto (0). */
 void gk_udp_set_mmsg(gk_udp *udp, int on);
@@ -84,10 +105,14 @@ void gk_udp_set_mmsg(gk_udp *udp, int on);
  * max_batches batches were read (returns 1: call again after yielding).
  * Returns -errno on a socket error. */
 int gk_udp_read(gk_udp *udp, uint32_t now, int max_batches);
-/* Sessions on this socket (any state). */
+/* Sessions on this socket (any state, unproven ones included). */
 int gk_udp_sessions(const gk_udp *udp);
+/* Unproven sessions on this (listening) socket. */
+int gk_udp_unproven(const gk_udp *udp);
 
-/* A session to addr (a struct sockaddr of addrlen bytes) over udp.
+/* A session to addr (a struct sockaddr of addrlen bytes) over udp.  It
+ * takes datagrams from addr only: any other source is dropped and counted
+ * (InWrongPeer), whether or not the socket is connected.
  * announce: send one window-tell segment at once, so that the peer's
  * listener creates the session before this side writes anything (KCP has no
  * handshake; servers that speak first need it). */
@@ -100,7 +125,7 @@ gk_udp *gk_sess_udp(const gk_sess *s);
 int gk_sess_status(const gk_sess *s);
 /* Copies the peer's struct sockaddr into addr; returns its length. */
 int gk_sess_peer(const gk_sess *s, void *addr, int cap);
-/* Applies cfg (all fields).  -1, nothing changed, if the mtu does not fit or
+/* Applies cfg (all fields; idle_timeout_ms clamped to GK_DURATION_MAX_MS).  -1, nothing changed, if the mtu does not fit or
  * the change would alter the header room (FEC on/off): KCP has already cut
  * queued data to the old room. */
 int gk_sess_configure(gk_sess *s, const gk_config *cfg);
@@ -121,7 +146,8 @@ int gk_sess_waitsnd(const gk_sess *s);
 /* An accepted session leaves the backlog. */
 void gk_sess_accepted(gk_sess *s);
 /* Flushes once more; frees now (returns 1) if nothing is unacknowledged or
- * linger_ms is 0, else keeps retransmitting for up to linger_ms and frees
+ * linger_ms is 0, else keeps retransmitting for up to linger_ms (clamped to
+ * GK_DURATION_MAX_MS) and frees
  * later with a GK_EV_FREED event (returns 0).  The caller drops s either way. */
 int gk_sess_close(gk_sess *s, uint32_t now, uint32_t linger_ms);
 

@@ -9,7 +9,13 @@
 #include "fec.h"
 #include "io.h"
 #include "kcp.h"
+#include "replay.h"
 #include "sess.h"
+
+/* Datagrams of an unproven session handed to KCP; later ones before the
+ * proof are only answered (the peer resends them once acknowledged
+ * nothing). */
+#define UNPROVEN_FEED_MAX 8
 
 /* An address normalised for hashing and comparison. */
 typedef struct gk_addr_key {
@@ -31,7 +37,6 @@ struct gk_sess {
     struct sockaddr_storage peer;
     socklen_t peerlen;
     gk_addr_key key;
-    int peer_fixed;            /* dialed: the first source heard becomes the only one */
 
     uint32_t last_rx;
     uint32_t due;              /* next flush, engine clock */
@@ -43,6 +48,11 @@ struct gk_sess {
     unsigned want_write : 1;
     unsigned closing : 1;      /* Python has let go; lingering */
     unsigned unaccepted : 1;
+    unsigned unproven : 1;     /* listener side: the peer has not answered a window ask yet */
+    uint8_t reasked;           /* unproven: window asks sent unprompted */
+    uint8_t fed;               /* unproven: datagrams handed to KCP */
+    uint32_t born;             /* unproven: when the first datagram arrived */
+    gk_sess *unproven_prev, *unproven_next;  /* unproven: the socket's queue, oldest first */
     int status;
 
     gk_sess *hash_next;
@@ -73,6 +83,9 @@ struct gk_udp {
     uint32_t nbuckets;         /* power of two */
     int nsess;
     gk_sess *dialed;           /* the session of a dialing socket */
+    gk_sess *unproven_head, *unproven_tail;
+    int nunproven;
+    gk_replay *replay;         /* listening with crypt, else NULL */
     gk_sess *all;              /* every session, for teardown */
     gk_udp *eng_prev, *eng_next;
 
@@ -109,8 +122,15 @@ void gk_pipe_send_batch(gk_udp *u);
 
 /* sess.c, used by the pipeline */
 gk_sess *gk_udp_find(gk_udp *u, const gk_addr_key *key);
+/* A new unproven session for a listening socket (evicting the oldest
+ * unproven one when GK_UNPROVEN_MAX are waiting). */
 gk_sess *gk_udp_accept_new(gk_udp *u, const struct sockaddr_storage *from, socklen_t fromlen,
                            uint32_t conv, uint32_t now);
+/* The peer of unproven s answered: s joins the backlog and GK_EV_ACCEPT is
+ * posted.  Returns -1 if the backlog is full: s is freed (AcceptDrops). */
+int gk_sess_prove(gk_sess *s);
+/* Frees an unproven session (no event: Python never saw it). */
+void gk_sess_discard(gk_sess *s);
 void gk_sess_end(gk_sess *s, int status);
 void gk_sess_post(gk_sess *s, uint32_t flags);
 void gk_sess_check_ready(gk_sess *s);

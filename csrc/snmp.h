@@ -13,7 +13,7 @@ typedef struct gk_snmp {
     uint64_t ActiveOpens;      /* sessions dialed */
     uint64_t PassiveOpens;     /* sessions accepted */
     uint64_t CurrEstab;        /* sessions open now */
-    uint64_t InErrs;           /* packets refused before KCP (wrong source, too short, bad FEC header) */
+    uint64_t InErrs;           /* packets refused before KCP (too short, bad FEC header, no session to take them) */
     uint64_t InCsumErrors;     /* CRC-32 mismatch after decryption */
     uint64_t KCPInErrors;      /* packets KCP refused (conv, cmd, len) */
     uint64_t InPkts;           /* UDP datagrams read */
@@ -35,8 +35,12 @@ typedef struct gk_snmp {
     uint64_t FECShapeErrs;     /* FEC packets whose group shape could not be trusted: not used for recovery */
     uint64_t InTruncated;      /* datagrams longer than the 1500-byte read buffer */
     uint64_t OutErrs;          /* datagrams the kernel refused to send (counted, KCP retransmits) */
-    uint64_t AcceptDrops;      /* new-session packets dropped because the accept backlog was full */
+    uint64_t AcceptDrops;      /* sessions proven while the accept backlog was full (freed: nothing was acknowledged) */
     uint64_t DeadLinks;        /* sessions ended by the dead-link or idle limit */
+    uint64_t InWrongPeer;      /* datagrams to a dialed session from an address other than the one dialed */
+    uint64_t InReplays;        /* authentic datagrams a listening socket had seen before (replays, network duplicates) */
+    uint64_t UnprovenEvicted;  /* unproven sessions freed to make room for newer ones */
+    uint64_t UnprovenExpired;  /* unproven sessions freed because their address never answered */
 } gk_snmp;
 
 extern gk_snmp gk_stats;

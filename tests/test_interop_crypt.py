@@ -166,7 +166,7 @@ def test_wrong_key_gkcp_to_gkcp():
 
 # ------------------------------------------------------ fresh nonce per packet
 
-KCP_PUSH, KCP_ACK = 81, 82
+KCP_PUSH, KCP_ACK, KCP_WASK, KCP_WINS = 81, 82, 83, 84
 HDR = 20  # nonce + CRC
 
 
@@ -187,6 +187,11 @@ def _ack_after_push(sock, block, conv, addr, deadline=3.0):
         assert plain is not None, "a packet from the peer failed its CRC"
         kcp = plain[HDR:]
         c, cmd, _, _, _, sn = struct.unpack_from("<IBBHII", kcp)
+        if c == conv and cmd == KCP_WASK:
+            # a gkcp listener acknowledges nothing before its window ask is
+            # answered, as a kcp-go peer does, with a window tell
+            wins = struct.pack("<IBBHIIII", conv, KCP_WINS, 0, 128, 0, 0, 0, 0)
+            sock.sendto(block.seal(bytes(HDR) + wins), addr)
         if c == conv and cmd == KCP_ACK and sn == 0 and len(kcp) == 24:
             return wire, plain
     raise AssertionError("no ACK-only datagram for the pushed segment")
