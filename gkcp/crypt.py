@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import weakref
-from typing import Callable, Optional, Tuple, Union
+from typing import Any, Callable, Optional, Tuple, Union
 
 import cffi
 
@@ -95,7 +95,7 @@ def _pycryptodome(kind: str) -> _Pycryptodome:
     return _pyc_cache[kind]
 
 
-def _release(ptr, pyc_release: Optional[Callable[[], None]]) -> None:
+def _release(ptr: Any, pyc_release: Optional[Callable[[], None]]) -> None:
     lib.gk_crypt_free(ptr)
     # The C side borrows pycryptodome's state, so it goes second.
     if pyc_release is not None:
@@ -112,7 +112,7 @@ class BlockCrypt:
     ``ptr`` after closing it.
     """
 
-    def __init__(self, name: str, ptr, pyc_release: Optional[Callable[[], None]] = None) -> None:
+    def __init__(self, name: str, ptr: Any, pyc_release: Optional[Callable[[], None]] = None) -> None:
         if ptr == ffi.NULL:
             if pyc_release is not None:
                 pyc_release()
@@ -133,13 +133,13 @@ class BlockCrypt:
     def __enter__(self) -> "BlockCrypt":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
         return "<BlockCrypt %s%s>" % (self.name, "" if self.ptr != ffi.NULL else " closed")
 
-    def _live(self):
+    def _live(self) -> Any:
         if self.ptr == ffi.NULL:
             raise ValueError("BlockCrypt is closed")
         return self.ptr
