@@ -16,6 +16,8 @@
  *                   default the harness seals it with the socket's cipher,
  *                   so the fuzzer reaches past the CRC), then a length
  *                   (1 byte; 255 means 2 more bytes) and that many bytes;
+ *                   bit 7: instead, the last sealed datagram again (a
+ *                   replay; a listener with a cipher must drop it);
  *               op & 3 == 2    clock += next byte * 16 ms (bit 2: + 30 s),
  *                   gk_engine_update;
  *               op & 3 == 3    application call on session (op >> 5): bits
@@ -26,6 +28,10 @@
  *   2 fec:      shape byte, then FEC packets and clock steps to a decoder.
  *   3 crypt:    cipher byte, then packets: garbage decrypts; sealed ones must
  *               open to what was sealed.
+ *   4 replay:   shape byte, then nonce checks and clock steps on one replay
+ *               filter, against a model of what it must remember.
+ * The listener's unproven pool is built small (-DGK_UNPROVEN_MAX=4, see
+ * test_fuzz.py) so that eviction is reached. 
  * Every engine, session, decoder and kcp is freed at the end of each input,
  * so LeakSanitizer sees leaks per input. */
 #define _GNU_SOURCE
@@ -40,11 +46,12 @@
 #include "crypt.h"
 #include "fec.h"
 #include "kcp.h"
+#include "replay.h"
 #include "sess.h"
 #include "sess_impl.h"
 #include "snmp.h"
 
-enum { T_PIPE, T_KCP, T_FEC, T_CRYPT, NTARGETS };
+enum { T_PIPE, T_KCP, T_FEC, T_CRYPT, T_REPLAY, NTARGETS };
 
 /* ---- input reader ---------------------------------------------------------- */
 
@@ -183,6 +190,11 @@ typedef struct {
     int nsess;
     uint32_t now;
     gk_config cfg;
+    uint8_t last[GK_MTU_LIMIT];  /* the last sealed datagram, as sent */
+    size_t last_len;
+    int last_src;
+    int last_heard;              /* it reached the listener's replay filter */
+    uint32_t last_at;
 } pipe_state;
 
 static void forget(pipe_state *ps, int i)
@@ -320,6 +332,21 @@ static void fuzz_pipe(reader *r)
         case 1: {
             gk_udp *u = op & 4 ? du : lu;
             int src = (op >> 3) & 7;
+            if (op & 0x80) {
+                if (!ps.last_len)
+                    break;
+                uint8_t *again = malloc(ps.last_len);
+                CHECK(again);
+                memcpy(again, ps.last, ps.last_len);
+                uint64_t replays = gk_stats.InReplays;
+                gk_pipe_input(lu, again, (int)ps.last_len, &addrs[ps.last_src], addrlens[ps.last_src], ps.now);
+                gk_pipe_flush_dirty(ps.eng);
+                free(again);
+                /* remembered for at least one window of the filter */
+                if (ps.last_heard && ps.now - ps.last_at < GK_REPLAY_WINDOW_MS)
+                    CHECK(gk_stats.InReplays == replays + 1);
+                break;
+            }
             int seal = crypt && !(op & 0x40);
             size_t got, len = read_len(r);
             const uint8_t *data = take(r, len, &got);
@@ -330,8 +357,14 @@ static void fuzz_pipe(reader *r)
             uint8_t *pkt = malloc(got + room + 1);
             CHECK(pkt);
             memcpy(pkt + room, data, got);
-            if (seal)
+            if (seal) {
                 gk_crypt_encrypt(crypt, &ng, pkt, got + room);
+                memcpy(ps.last, pkt, got + room);
+                ps.last_len = got + room;
+                ps.last_src = src;
+                ps.last_heard = u == lu;
+                ps.last_at = ps.now;
+            }
             gk_pipe_input(u, pkt, (int)(got + room), &addrs[src], addrlens[src], ps.now);
             gk_pipe_flush_dirty(ps.eng);
             free(pkt);
@@ -350,6 +383,7 @@ static void fuzz_pipe(reader *r)
         }
         take_events(&ps);
         CHECK(gk_engine_sessions(ps.eng) >= ps.nsess);
+        CHECK(gk_udp_unproven(lu) <= GK_UNPROVEN_MAX && gk_udp_unproven(lu) <= gk_udp_sessions(lu));
     }
     /* As the Python objects would at exit: close what is held (lingering),
      * let the engine run, then free everything left. */
@@ -412,7 +446,12 @@ static void fuzz_kcp(reader *r)
             uint8_t *pkt = malloc(got + 1);
             CHECK(pkt);
             memcpy(pkt, data, got);
-            gk_kcp_input(k, pkt, (int)got, !(op & 8), (op >> 4) & 1, now);
+            uint32_t conv = 0;
+            int cmds = gk_kcp_validate(pkt, (int)got, &conv);
+            CHECK(cmds == -1 || (cmds > 0 && cmds < 16));
+            int rc = gk_kcp_input(k, pkt, (int)got, !(op & 8), (op >> 4) & 1, now);
+            /* what the validator passes, input takes whole */
+            CHECK(cmds < 0 || conv != 0x01020304 || rc == 0);
             free(pkt);
             break;
         }
@@ -541,6 +580,54 @@ static void fuzz_crypt(reader *r)
     }
 }
 
+/* ---- target 4: the nonce replay filter ----------------------------------------- */
+
+/* A nonce per id byte: distinct ids give distinct nonces. */
+static void nonce_of(unsigned id, uint8_t out[GK_NONCE_SIZE])
+{
+    for (int i = 0; i < GK_NONCE_SIZE; i++)
+        out[i] = (uint8_t)(id * 37 + (unsigned)i * 101 + (id >> 3));
+    out[0] = (uint8_t)id;
+}
+
+static void fuzz_replay(reader *r)
+{
+    /* Model: when each id was recorded, and how many records came after.
+     * The filter must report a nonce recorded less than window_ms ago with
+     * fewer than slots / 2 records after it, and never one not recorded. */
+    enum { IDS = 256 };
+    unsigned shape = u8(r);
+    uint32_t slots = 16u << (shape & 3), window = 100u + (shape >> 2) * 50u;
+    static const uint8_t key[16] = {3, 1, 4, 1, 5, 9, 2, 6};
+    gk_replay *f = gk_replay_new(key, slots, window);
+    CHECK(f);
+    CHECK(!gk_replay_new(key, 24, window));
+    uint32_t now = 0xFFFFFF00u, recorded_at[IDS];
+    uint64_t serial[IDS], records = 0;
+    int seen[IDS] = {0};
+    while (r->n) {
+        unsigned op = u8(r);
+        if ((op & 3) == 3) {
+            now += u8(r) * (op & 4 ? 16u : 1u);
+            continue;
+        }
+        unsigned id = u8(r);
+        uint8_t nonce[GK_NONCE_SIZE];
+        nonce_of(id, nonce);
+        int hit = gk_replay_check(f, nonce, now);
+        if (!seen[id])
+            CHECK(hit == 0);
+        else if (now - recorded_at[id] < window && records - serial[id] < slots / 2)
+            CHECK(hit == 1);
+        if (!hit) {
+            seen[id] = 1;
+            recorded_at[id] = now;
+            serial[id] = ++records;
+        }
+    }
+    gk_replay_free(f);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     reader r = {data, size};
@@ -549,6 +636,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case T_PIPE: fuzz_pipe(&r); break;
     case T_KCP: fuzz_kcp(&r); break;
     case T_FEC: fuzz_fec(&r); break;
+    case T_REPLAY: fuzz_replay(&r); break;
     default: fuzz_crypt(&r); break;
     }
     return 0;

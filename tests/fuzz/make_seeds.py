@@ -4,7 +4,7 @@ harness's input layout (see the comment at the top of fuzz_input.c).
 
     python tests/fuzz/make_seeds.py OUTDIR
 
-writes OUTDIR/<target>/<name> for the targets pipe, kcp, fec and crypt.
+writes OUTDIR/<target>/<name> for the targets pipe, kcp, fec, crypt and replay.
 """
 import os
 import struct
@@ -30,6 +30,11 @@ def length(n):
 def datagram(payload, src=0, dialer=False, raw=False):
     op = (4 if dialer else 0) | (src << 3) | (0x40 if raw else 0)
     return bytes([op]) + length(len(payload)) + payload
+
+
+def replay_last():
+    """The harness resends the last sealed datagram to the listener."""
+    return bytes([0x80])
 
 
 def tick(ms16, long=False):
@@ -103,6 +108,14 @@ def pipe_seeds():
                     + app(1, 1, 1) + app(0, 1, 40) + tick(20) + app(1, 1, 0)
                     + conversation(fec, src=0, conv=CONV_DIAL, dialer=True)
                     + app(0, 0, 200) + tick(50) + app(5, 0) + app(3, 1, 4) + tick(255, long=True))
+        # spoofed one-datagram sources (more than the fuzz build's pool of
+        # 4), replays of sealed datagrams, then a source that proves itself
+        push = seg(0x0BADCAFE, PUSH, 0, data=b"spoof")
+        seeds["pipe-unproven-f%d" % fi] = (
+            bytes([0, fi * NCIPHERS + 6, 0x03])
+            + b"".join(datagram(push, src=s) for s in range(8)) + replay_last() + tick(70)
+            + datagram(seg(0x0BADCAFE, WINS, 0, wnd=32), src=3) + replay_last() + tick(70)
+            + tick(255, long=True))
         seeds["pipe-replace-f%d" % fi] = (
             bytes([0, fi * NCIPHERS, 0x23])
             + conversation(fec, src=2) + conversation(fec, src=2, conv=0x55667788)
@@ -157,9 +170,19 @@ def crypt_seeds():
     return seeds
 
 
+def replay_seeds():
+    ops = b""
+    for i in range(40):
+        ops += bytes([0, i % 23])          # check nonce id
+        if i % 7 == 6:
+            ops += bytes([3 | 4, 9])       # clock += 144 ms
+    return {"replay-small": bytes([4, 0x00]) + ops, "replay-wide": bytes([4, 0x17]) + ops}
+
+
 def main(out):
     for target, seeds in (("pipe", pipe_seeds()), ("kcp", kcp_seeds()),
-                          ("fec", fec_seeds()), ("crypt", crypt_seeds())):
+                          ("fec", fec_seeds()), ("crypt", crypt_seeds()),
+                          ("replay", replay_seeds())):
         os.makedirs(os.path.join(out, target), exist_ok=True)
         for name, data in seeds.items():
             with open(os.path.join(out, target, name), "wb") as f:
