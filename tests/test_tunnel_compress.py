@@ -8,6 +8,7 @@ import struct
 import subprocess
 from pathlib import Path
 
+import cramjam
 import pytest
 
 from gkcp.bench.gobuild import build_go_program
@@ -125,7 +126,7 @@ CORRUPT = {
     "short identifier": chunk(0xFF, b"sNaPp"),
     "reserved unskippable": STREAM_IDENTIFIER + chunk(0x02, b"\0" * 8),
     "checksum": STREAM_IDENTIFIER + data_chunk(1, b"abc", crc_of=b"abd"),
-    "compressed checksum": STREAM_IDENTIFIER + data_chunk(0, bytes(__import__("cramjam").snappy.compress_raw(b"a" * 100)),
+    "compressed checksum": STREAM_IDENTIFIER + data_chunk(0, bytes(cramjam.snappy.compress_raw(b"a" * 100)),
                                                           crc_of=b"b" * 100),
     "chunk shorter than crc": STREAM_IDENTIFIER + chunk(1, b"\0\0"),
     "uncompressed too long": STREAM_IDENTIFIER + data_chunk(1, bytes(MAX_CHUNK_DATA + 1)),

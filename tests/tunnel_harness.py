@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import shutil
 import signal
 import socket
 import subprocess
@@ -27,26 +26,19 @@ import gevent
 from gevent import socket as gsocket
 from gevent.server import StreamServer
 
+# Shared with the benchmark (python -m gkcp.bench tunnel), which must not import from tests/.
+from gkcp.bench import tunnel as bench_tunnel
+from gkcp.bench.tunnel import free_port  # noqa: F401  (re-exported for the tests)
+
 REPO = Path(__file__).resolve().parent.parent
-KCPTUN = {"client": "/usr/bin/kcptun-client", "server": "/usr/bin/kcptun-server"}
-INSTALL_HINT = "Debian: apt-get install kcptun"
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
 
 
 def kcptun_binary(role: str) -> str:
-    """Path of Debian's kcptun-client/-server; RuntimeError (a test failure,
-    never a skip) when it is not installed."""
-    path = shutil.which("kcptun-" + role) or KCPTUN[role]
-    if not os.access(path, os.X_OK):
-        raise RuntimeError("kcptun-%s not found (%s): the interop tests need it" % (role, INSTALL_HINT))
-    return path
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """Path of Debian's kcptun-client/-server; a RuntimeError (a test
+    failure, never a skip) when it is not installed."""
+    return bench_tunnel.kcptun_binary(role)
 
 
 class Tunnel:

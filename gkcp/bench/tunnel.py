@@ -32,7 +32,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 from ..demo import parse_size
 
@@ -56,19 +56,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14, 15)
 
 
-def free_port(kind: int) -> int:
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A 127.0.0.1 port of that kind (SOCK_STREAM, SOCK_DGRAM) nobody is bound to now."""
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def command(impl: str, role: str) -> List[str]:
-    if impl == "gkcp":
-        return [sys.executable, "-m", "gkcp", "tunnel", role]
+def kcptun_binary(role: str) -> str:
+    """Path of Debian's kcptun-client or kcptun-server; BenchError when missing."""
     path = shutil.which("kcptun-" + role) or "/usr/bin/kcptun-" + role
     if not os.access(path, os.X_OK):
         raise BenchError("kcptun-%s not found (Debian: apt-get install kcptun)" % role)
-    return [path]
+    return path
+
+
+def command(impl: str, role: str) -> List[str]:
+    if impl == "gkcp":
+        return [sys.executable, "-m", "gkcp", "tunnel", role]
+    return [kcptun_binary(role)]
 
 
 class End:
