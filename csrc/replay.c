@@ -101,6 +101,9 @@ int gk_replay_check(gk_replay *r, const uint8_t *nonce, uint32_t now)
     if (age >= r->window_ms || r->count >= r->limit)
         rotate(r, now, age / 2 >= r->window_ms);
     uint64_t fp = fingerprint(r, nonce);
+    /* both tables are far larger than the caches: start the second miss
+     * while the first one is waited for */
+    __builtin_prefetch(&r->current[(uint32_t)fp & r->mask], 1);
     if (contains(r, r->previous, fp))
         return 1;
     uint32_t i = (uint32_t)fp & r->mask;
@@ -112,4 +115,12 @@ int gk_replay_check(gk_replay *r, const uint8_t *nonce, uint32_t now)
     r->current[i] = fp;
     r->count++;
     return 0;
+}
+
+uint32_t gk_replay_check_many(gk_replay *r, const uint8_t *nonces, uint32_t n, uint32_t now)
+{
+    uint32_t seen = 0;
+    for (uint32_t i = 0; i < n; i++)
+        seen += (uint32_t)gk_replay_check(r, nonces + (size_t)i * GK_NONCE_SIZE, now);
+    return seen;
 }
