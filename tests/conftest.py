@@ -1,7 +1,8 @@
 """Shared pytest fixtures for the gkcp test suite.
 
 Keep this file to fixtures that several test modules share; put helpers in
-their own modules (tests/gopeer.py, tests/lossy_relay.py) and import them.
+their own modules (tests/helpers.py for the small shared ones, tests/gopeer.py,
+tests/lossy_relay.py) and import them.
 """
 
 import os
@@ -16,7 +17,7 @@ if _TESTS_DIR not in sys.path:
 
 
 # ---------------------------------------------------------------------------
-# kcp-go reference peer (tests/go/peer, driven by tests/gopeer.py)
+# kcp-go reference peer (gkcp/bench/goref/peer, driven by tests/gopeer.py)
 
 @pytest.fixture(scope="session")
 def go_peer_bin():

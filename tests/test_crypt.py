@@ -6,7 +6,6 @@ and packets sealed by kcp-go's own BlockCrypts (tests/go/cryptvec).
 """
 import json
 import os
-import shutil
 import struct
 import subprocess
 import zlib
@@ -16,6 +15,7 @@ import pytest
 
 from gkcp._core import ffi, lib
 from gkcp.bench.gobuild import build_go_program
+from helpers import C_TESTS, CSRC, build_sanitized, run_sanitized
 from gkcp.crypt import CIPHERS, kcptun_crypt, kcptun_key, new_crypt
 
 TESTS = Path(__file__).resolve().parent
@@ -355,15 +355,7 @@ def test_close_is_deterministic_and_idempotent():
 # ---- C under sanitizers -----------------------------------------------------------
 
 def test_c_selftest_under_sanitizers(tmp_path):
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        pytest.fail("a C compiler is required for the sanitizer self-test")
-    csrc = REPO / "csrc"
-    sources = [str(csrc / "crypt.c")] + sorted(str(p) for p in csrc.glob("cipher_*.c"))
-    exe = tmp_path / "crypt_selftest"
-    subprocess.run([cc, "-std=c11", "-Wall", "-Wextra", "-Werror", "-O1", "-g",
-                    "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
-                    "-I", str(csrc), str(TESTS / "c" / "crypt_selftest.c"), *sources,
-                    "-o", str(exe)], check=True)
-    result = subprocess.run([str(exe)], capture_output=True, text=True)
+    exe = build_sanitized(tmp_path / "crypt_selftest", [C_TESTS / "crypt_selftest.c", CSRC / "crypt.c",
+                                                         *sorted(CSRC.glob("cipher_*.c"))])
+    result = run_sanitized(exe)
     assert result.returncode == 0, result.stdout + result.stderr

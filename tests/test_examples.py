@@ -1,11 +1,12 @@
 """Every example runs to completion on its own (exit 0), and the echo
 server/client pair also works as two processes."""
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
+
+from helpers import free_udp_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")
@@ -29,12 +30,6 @@ def test_example_exits_0(script, args):
     done = run(script, *args)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ok" in done.stdout
-
-
-def free_udp_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_echo_server_and_client_as_two_processes():

@@ -8,7 +8,6 @@ import itertools
 import json
 import os
 import random
-import shutil
 import struct
 import subprocess
 
@@ -16,6 +15,7 @@ import pytest
 
 from gkcp._core import ffi, lib
 from gkcp.bench.gobuild import build_go_program
+from helpers import C_TESTS, CSRC, build_sanitized, cbuf, core_stat, run_sanitized
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KERNELS = ["portable", "avx2", "gfni", "gfni512"]
@@ -39,17 +39,6 @@ def kernel_restored():
 
 def supported_kernels():
     return [k for k in KERNELS if lib.gk_gf_kernel_supported(k.encode())]
-
-
-def cbuf(data):
-    """A C copy of data (ffi.new would append a NUL to bytes)."""
-    b = ffi.new("uint8_t[]", len(data))
-    ffi.memmove(b, data, len(data))
-    return b
-
-
-def stat(name):
-    return getattr(lib.gk_stats, name)
 
 
 # ---- Reed-Solomon --------------------------------------------------------
@@ -314,11 +303,11 @@ def test_decoder_in_order_loss():
     for s in sorted(lost):
         by_group.setdefault(s // 13, []).append(s)
     lost = {s for g in by_group.values() for s in g[:3]}
-    before = stat("FECRecovered")
+    before = core_stat("FECRecovered")
     got = deliver(Decoder(10, 3), pkts, drop=lost)
     want = [pl for s, _, pl in pkts if s in lost]
     assert sorted(got) == sorted(want) and len(got) == len(lost) > 0
-    assert stat("FECRecovered") - before == len(lost)
+    assert core_stat("FECRecovered") - before == len(lost)
 
 
 def test_decoder_reordered_duplicated_parity_only():
@@ -334,9 +323,9 @@ def test_decoder_reordered_duplicated_parity_only():
     got = deliver(dec, pkts, order=[9, 8, 5])
     assert sorted(got) == sorted([pkts[6][2], pkts[7][2]])
     # parity alone never reaches ds shards: nothing, and it is counted
-    before = stat("FECParityShards")
+    before = core_stat("FECParityShards")
     assert deliver(dec, pkts, order=[13, 14]) == []
-    assert stat("FECParityShards") - before == 2
+    assert core_stat("FECParityShards") - before == 2
     # complete data: nothing rebuilt, late parity just waits in the queue
     assert deliver(dec, pkts, order=[15, 16, 17, 18, 19]) == []
 
@@ -347,11 +336,11 @@ def test_decoder_expiry_and_queue_limit():
     dec = Decoder(3, 2)
     # lone parity shards of distinct groups pile up to 3*n, oldest data dropped
     loners = [pkts[i] for i in range(0, 100, 5)]  # first data shard of every group
-    before = stat("FECShortShards")
+    before = core_stat("FECShortShards")
     for s, p, _ in loners:
         dec.feed(p, 0)
     assert dec.queued() == 15
-    assert stat("FECShortShards") - before == len(loners) - 15
+    assert core_stat("FECShortShards") - before == len(loners) - 15
     # older than 60 s they expire; at exactly 60 s they do not
     dec.feed(pkts[101][1], 60000)
     assert dec.queued() == 15
@@ -367,19 +356,19 @@ def test_recovered_size_checked():
     parity[6] ^= 0xFF
     parity[7] ^= 0xFF
     dec = Decoder(2, 1)
-    before = stat("FECErrs")
+    before = core_stat("FECErrs")
     assert dec.feed(pkts[0][1]) == []
     assert dec.feed(bytes(parity)) == []
-    assert stat("FECErrs") - before == 1
+    assert core_stat("FECErrs") - before == 1
 
 
 def test_malformed_headers():
     dec = Decoder(10, 3)
-    before = stat("InErrs")
+    before = core_stat("InErrs")
     assert dec.feed(b"\x00\x00\x00\x00\xf1\x00\x02") == -1
     assert dec.feed(b"\x00\x00\x00\x00\xf3\x00\x02\x00") == -1
     assert dec.feed(b"\x00\x00\x00\x00\xf1\x00\x02\x00" + bytes(1500)) == -1
-    assert stat("InErrs") - before == 3
+    assert core_stat("InErrs") - before == 3
     assert dec.feed(b"\x00\x00\x00\x00\xf2\x00\x02\x00") == []
 
 
@@ -399,13 +388,13 @@ def test_unconfigured_decoder_never_misrecovers(loss):
     lost = {s for s, _, _ in pkts if rng.random() < loss}
     for ds, ps in [(0, 0), (1, 1), (3, 2), (20, 10)]:
         dec = Decoder(ds, ps)
-        before = stat("FECShapeErrs")
+        before = core_stat("FECShapeErrs")
         got = deliver(dec, pkts, drop=lost)
         # every payload is a real one (a packet evicted from the short
         # queue of the unsettled shape may be rebuilt although it arrived)
         for r in got:
             assert r in originals.values(), (ds, ps)
-        assert stat("FECShapeErrs") > before
+        assert core_stat("FECShapeErrs") > before
         if loss:
             # autotune learned 10/3 and recovered with it afterwards
             assert dec.shape() == (10, 3, 1)
@@ -417,9 +406,9 @@ def test_matching_shape_recovers_only_losses():
     pkts = similar_stream(400, rng)
     originals = {s: pl for s, _, pl in pkts if pl is not None}
     lost = {s for s, _, _ in pkts if rng.random() < 0.1}
-    before = stat("FECShapeErrs")
+    before = core_stat("FECShapeErrs")
     got = deliver(Decoder(10, 3), pkts, drop=lost)
-    assert stat("FECShapeErrs") == before
+    assert core_stat("FECShapeErrs") == before
     assert got and set(got) <= {originals[s] for s in lost if s in originals}
 
 
@@ -459,16 +448,8 @@ def test_c_selftest_under_sanitizers(tmp_path):
     """gf256/rs/fec C with exact-size malloc'd buffers under ASan+UBSan, every
     kernel the CPU has: catches tail over-reads that cffi's pooled buffers
     would hide."""
-    cc = shutil.which("cc") or shutil.which("gcc")
-    assert cc, "a C compiler is needed"
-    csrc = os.path.join(os.path.dirname(HERE), "csrc")
-    exe = str(tmp_path / "fec_selftest")
-    subprocess.run([cc, "-std=c11", "-Wall", "-Wextra", "-Werror", "-g", "-O1",
-                    "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
-                    "-I", csrc, os.path.join(HERE, "c", "fec_selftest.c")]
-                   + [os.path.join(csrc, f) for f in ("gf256.c", "rs.c", "fec.c", "snmp.c")]
-                   + ["-o", exe], check=True)
-    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "GKCP_GF_KERNEL")}
-    r = subprocess.run([exe], env=env, capture_output=True, text=True, timeout=120)
+    exe = build_sanitized(tmp_path / "fec_selftest", [C_TESTS / "fec_selftest.c"]
+                          + [CSRC / f for f in ("gf256.c", "rs.c", "fec.c", "snmp.c")])
+    r = run_sanitized(exe, unset=["GKCP_GF_KERNEL"])
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.startswith("ok")

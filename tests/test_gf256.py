@@ -9,15 +9,9 @@ import sys
 import pytest
 
 from gkcp._core import ffi, lib
+from helpers import cbuf
 
 KERNELS = ["portable", "avx2", "gfni", "gfni512"]
-
-
-def cbuf(data):
-    """A C copy of data (ffi.new would append a NUL to bytes)."""
-    b = ffi.new("uint8_t[]", len(data))
-    ffi.memmove(b, data, len(data))
-    return b
 
 
 def py_mul(a, b):

@@ -11,6 +11,7 @@ from gevent import socket as gsocket
 import gkcp
 import gkcp.crypt
 from gopeer import GoPeer, PeerTimeout
+from helpers import assert_intact
 from pyroles import FAST, from_go_dialer, gkcp_pair, snmp_delta, to_go_listener, wait_process
 
 N = 2_000_000
@@ -47,10 +48,6 @@ def _transfer(go_peer_bin, direction, py, go, echo=False, **kw):
     return from_go_dialer(go_peer_bin, "echo" if echo else "send", N, py, go, **kw)
 
 
-def _assert_intact(t):
-    assert len(set(t.digests)) == 1, t.digests
-
-
 DIRECTIONS = ("py-client", "go-client")
 
 
@@ -61,7 +58,7 @@ def test_every_cipher_with_kcptun_passphrase(go_peer_bin, name, fec, direction):
     before = gkcp.snmp()
     py, go = _opts(*FECS[fec], name=name, passphrase=PASS)
     t = _transfer(go_peer_bin, direction, py, go)
-    _assert_intact(t)
+    assert_intact(t)
     # A loss-free loopback path: any checksum failure would be a cipher
     # disagreement that retransmission happened to paper over.
     assert snmp_delta(before)["InCsumErrors"] == 0
@@ -78,7 +75,7 @@ RAW_KEYS = [("aes", 16), ("aes", 24), ("blowfish", 20), ("xor", 7), ("salsa20", 
 @pytest.mark.parametrize("name,keylen", RAW_KEYS, ids=[f"{n}-{k}" for n, k in RAW_KEYS])
 def test_raw_keys(go_peer_bin, name, keylen, direction):
     py, go = _opts(10, 3, name=name, key=os.urandom(keylen))
-    _assert_intact(_transfer(go_peer_bin, direction, py, go))
+    assert_intact(_transfer(go_peer_bin, direction, py, go))
 
 
 # One bit flipped in 3% of datagrams each way, on echoed data: a one-way
@@ -96,7 +93,7 @@ def test_tampered_packets_are_dropped_and_counted(go_peer_bin, name, fec, direct
     before = gkcp.snmp()
     py, go = _opts(*FECS[fec], name=name, passphrase=PASS)
     t = _transfer(go_peer_bin, direction, py, go, echo=True, relay=CORRUPT)
-    _assert_intact(t)
+    assert_intact(t)
     corrupted = t.relay["c2s"]["corrupted"] + t.relay["s2c"]["corrupted"]
     assert corrupted > 20, t.relay
     assert snmp_delta(before)["InCsumErrors"] > 0
@@ -109,7 +106,7 @@ def test_tampered_packets_gkcp_to_gkcp(name, fec):
     before = gkcp.snmp()
     py, _ = _opts(*FECS[fec], name=name, passphrase=PASS)
     t = gkcp_pair(N, py, py, relay=CORRUPT)
-    _assert_intact(t)
+    assert_intact(t)
     d = snmp_delta(before)
     # Both ends are in this process: the errors are what each side caught.
     assert d["InCsumErrors"] > 0

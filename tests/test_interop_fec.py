@@ -7,6 +7,7 @@ import pytest
 
 import gkcp
 from gopeer import PeerError, run_pair
+from helpers import assert_intact
 from pyroles import FAST, from_go_dialer, gkcp_pair, snmp_delta, to_go_listener
 
 N = 20_000_000
@@ -20,10 +21,6 @@ FAULTS = [pytest.param(LOSS, N, id="drop4"),
 def _fec(ds, ps, mode=FAST):
     """(gkcp options, Go peer flags) for the KCP mode and FEC shape."""
     return dict(mode, data_shards=ds, parity_shards=ps), dict(mode, ds=ds, ps=ps)
-
-
-def _assert_intact(t):
-    assert len(set(t.digests)) == 1, t.digests
 
 
 # (id, run, gkcp receives the data?)  Each pairs a dialer and a listener so
@@ -44,7 +41,7 @@ def test_fec_interop_through_lossy_relay(go_peer_bin, shape, case, faults, n):
     _, run, gkcp_receives = case
     before = gkcp.snmp()
     t = run(go_peer_bin, n, *_fec(*shape), relay=faults, timeout=120)
-    _assert_intact(t)
+    assert_intact(t)
     d = snmp_delta(before)
     assert t.relay["c2s"]["dropped"] + t.relay["s2c"]["dropped"] > 500, t.relay
     receiver_recovered = d["FECRecovered"] if gkcp_receives else t.go.snmp["FECRecovered"]
@@ -103,7 +100,7 @@ def test_kcp_go_fec_echo_to_gkcp_client_without_fec(go_peer_bin, payload, relay)
     _, go = _fec(10, 3)
     t = to_go_listener(go_peer_bin, "echo", MISMATCH_N, py, go, relay=relay, timeout=60,
                        payload=(lambda: _constant_ish(MISMATCH_N)) if payload == "constant" else None)
-    _assert_intact(t)
+    assert_intact(t)
     d = snmp_delta(before)
     # Until the 10/3 shape is confirmed the decoder must not use any.
     assert d["FECShapeErrs"] > 0, d
@@ -117,7 +114,7 @@ def test_kcp_go_fec_client_to_gkcp_listener_without_fec(go_peer_bin, role, relay
     py, _ = _fec(0, 0)
     _, go = _fec(10, 3)
     t = from_go_dialer(go_peer_bin, role, MISMATCH_N, py, go, relay=relay, timeout=60)
-    _assert_intact(t)
+    assert_intact(t)
     d = snmp_delta(before)
     assert d["FECShapeErrs"] > 0, d
     assert d["FECErrs"] == 0
@@ -134,7 +131,7 @@ def test_gkcp_to_gkcp_with_mismatched_shapes(client, server):
     before = gkcp.snmp()
     t = gkcp_pair(4_000_000, _fec(*client)[0], _fec(*server)[0],
                   relay=dict(drop=0.03, seed=6), timeout=60)
-    _assert_intact(t)
+    assert_intact(t)
     d = snmp_delta(before)
     assert d["FECShapeErrs"] > 0 and d["FECErrs"] == 0, d
     assert d["FECRecovered"] > 0, d
@@ -168,7 +165,7 @@ def test_fec_needs_fewer_retransmissions_at_10_percent_loss(go_peer_bin, pairing
         for seed in (2, 3):
             before = gkcp.snmp()
             t = PAIRINGS[pairing](go_peer_bin, opts, go, dict(drop=0.10, seed=seed))
-            _assert_intact(t)
+            assert_intact(t)
             d = snmp_delta(before)
             retrans[shape] += d["RetransSegs"]
             recovered[shape] += d["FECRecovered"] if t.go is None else t.go.snmp["FECRecovered"]

@@ -18,15 +18,11 @@ import pytest
 
 from gkcp._core import ffi, lib
 from gkcp.bench.gobuild import build_go_program
+from helpers import core_stat
 
 PUSH, ACK, WASK, WINS = 81, 82, 83, 84
 HDR = struct.Struct("<IBBHIIII")
 M32 = 0xFFFFFFFF
-STATS = ffi.addressof(lib, "gk_stats")
-
-
-def stat(name):
-    return getattr(STATS, name)
 
 
 def parse(pkt, reserved=0):
@@ -314,38 +310,38 @@ def test_rtt_estimator_and_non_regular_input():
     # FEC-recovered (non-regular) packets change neither RTT nor the remote window
     assert ack_at(4000, 500, regular=0) == (45, 18, 145)
     assert info[0].rmt_wnd == 60
-    repeat = stat("RepeatSegs")
+    repeat = core_stat("RepeatSegs")
     a.input(seg(1, PUSH, sn=0, data=b"d"), 4000)
     a.input(seg(1, PUSH, sn=0, data=b"d"), 4000, regular=0)
-    assert stat("RepeatSegs") == repeat
+    assert core_stat("RepeatSegs") == repeat
     a.input(seg(1, PUSH, sn=0, data=b"d"), 4000)
-    assert stat("RepeatSegs") == repeat + 1
+    assert core_stat("RepeatSegs") == repeat + 1
     # rto is bounded by the minimum RTO and 60 s
     assert ack_at(100_000, 90_000)[2] == 60000
 
 
 def test_retransmission_on_loss():
     a, b = pair()
-    before = {n: stat(n) for n in ("RetransSegs", "LostSegs")}
+    before = {n: core_stat(n) for n in ("RetransSegs", "LostSegs")}
     dropped = {1, 2, 5}
     sim = Sim(a, b, drop=lambda src, n, pkt: src == 0 and n in dropped)
     payload = stream_bytes(4, 40_000)
     transfer(a, b, payload, 1000, sim, msgs=True)
-    assert stat("LostSegs") > before["LostSegs"]
-    assert stat("RetransSegs") > before["RetransSegs"]
+    assert core_stat("LostSegs") > before["LostSegs"]
+    assert core_stat("RetransSegs") > before["RetransSegs"]
     assert a.info().xmit > 0
 
 
 def test_fast_retransmit_with_resend_2():
     a, b = pair(nd=(0, 20, 2, 1))
-    fast, lost = stat("FastRetransSegs"), stat("LostSegs")
+    fast, lost = core_stat("FastRetransSegs"), core_stat("LostSegs")
     sim = Sim(a, b, delay=5, drop=lambda src, n, pkt: src == 0 and n == 0)
     for i in range(20):
         assert a.send(bytes([i]) * 1000) == 0
     # first flush: 20 segments in 20 packets, the first one is dropped
     sim.run(lambda: a.waitsnd() == 0, 2000)
-    assert stat("FastRetransSegs") > fast
-    assert stat("LostSegs") == lost, "recovered before any RTO expired"
+    assert core_stat("FastRetransSegs") > fast
+    assert core_stat("LostSegs") == lost, "recovered before any RTO expired"
     assert [b.recv() for _ in range(20)] == [bytes([i]) * 1000 for i in range(20)]
 
 
@@ -360,13 +356,13 @@ def test_early_retransmit_and_conservative_fastack():
     a.input(seg(9, ACK, sn=2, una=0, ts=999), 1010)
     a.flush(1010)
     assert a.take() == []
-    early = stat("EarlyRetransSegs")
+    early = core_stat("EarlyRetransSegs")
     a.input(seg(9, ACK, sn=1, una=0, ts=1000), 1010)
     a.flush(1011)
     segs = pushes(a.take())
     assert [s[5] for s in segs] == [0], "sn 0 resent early, sn 1 and 2 are ACKed"
     assert segs[0][4] == 1011
-    assert stat("EarlyRetransSegs") == early + 1
+    assert core_stat("EarlyRetransSegs") == early + 1
 
 
 def test_window_limits_and_backpressure():
@@ -541,7 +537,7 @@ def test_input_flushes_when_window_slides():
 
 def test_bad_input_codes():
     a, b = pair(nd=(0, 20, 0, 1))
-    in_segs = stat("InSegs")
+    in_segs = core_stat("InSegs")
     good = seg(7, PUSH, sn=0, data=b"ok")
     assert b.input(good[:23], 0) == -2
     assert b.input(b"", 0) == -2
@@ -551,10 +547,10 @@ def test_bad_input_codes():
     struct.pack_into("<I", absurd, 20, 0xFFFFFFFF)
     assert b.input(bytes(absurd), 0) == -2
     assert b.input(seg(7, 99, sn=0), 0) == -3
-    assert stat("InSegs") == in_segs
+    assert core_stat("InSegs") == in_segs
     # segments before the bad one stay applied (kcp-go does not count them)
     assert b.input(good + seg(7, 0, sn=1) + seg(7, PUSH, sn=1, data=b"lost"), 0) == -3
-    assert stat("InSegs") == in_segs
+    assert core_stat("InSegs") == in_segs
     assert b.recv() == b"ok" and b.recv() == -1
     assert b.input(seg(7, PUSH, sn=1, data=b"x") + seg(9, PUSH, sn=2, data=b"y"), 0) == -1
     assert b.recv() == b"x"
@@ -603,13 +599,13 @@ def test_congestion_window_reacts_to_loss():
     # slow start ends at ssthresh 2; congestion avoidance then adds about
     # 1/16 segment per ACK packet
     assert a.info().cwnd >= 8
-    lost = stat("LostSegs")
+    lost = core_stat("LostSegs")
     # a dead link: everything from a is lost, RTO collapses cwnd to 1
     sim.drop = lambda src, n, pkt: src == 0
     assert a.send(b"x" * 5000) == 0
     end = sim.now + 3000
     sim.run(lambda: sim.now >= end, 4000)
-    assert stat("LostSegs") > lost
+    assert core_stat("LostSegs") > lost
     assert a.info().cwnd == 1 and a.info().ssthresh >= 2
 
 
