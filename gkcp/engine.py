@@ -184,6 +184,7 @@ class Endpoint:
         self.crypt, self._owns_crypt = crypt
         self.on_accept = on_accept
         self.refs = 1
+        self._error = 0  # errno of the last failed socket read (SO_ERROR), 0 if none
         sock.setblocking(False)
         crypt_ptr = self.crypt.ptr if self.crypt is not None else ffi.NULL
         self._c = lib.gk_udp_new(engine.c, sock.fileno(), int(listening), c_config(options),
@@ -208,6 +209,12 @@ class Endpoint:
         if self.refs == 0:
             self._close()
 
+    def take_error(self) -> int:
+        """The pending socket error (an errno, 0 if none), cleared as
+        getsockopt(SOL_SOCKET, SO_ERROR) clears it."""
+        error, self._error = self._error, 0
+        return error
+
     def stop_listening(self) -> None:
         self.on_accept = None
         if self._c is not None:
@@ -221,6 +228,11 @@ class Endpoint:
                 rc = lib.gk_udp_read(self._c, now_ms(), _BATCHES_PER_WAKEUP)
                 self.engine.dispatch()
                 self.engine.wake_if_needed()
+                if rc < 0:
+                    # e.g. ECONNREFUSED: an ICMP port unreachable on a
+                    # connected socket.  The kernel cleared it by reporting
+                    # it, so waiting again cannot spin; keep it for SO_ERROR.
+                    self._error = -rc
                 if rc <= 0:
                     break
                 gevent.sleep(0)  # a busy socket must not starve other greenlets
@@ -245,9 +257,12 @@ class Endpoint:
         self.sock.close()
 
 
-def open_udp_socket(family: int, options: Options, bind_to: Any = None) -> socket.socket:
+def open_udp_socket(family: int, options: Options, bind_to: Any = None,
+                    connect_to: Any = None) -> socket.socket:
     """A UDP socket set up as gkcp needs it: large buffers (the OS default
-    loses most packets at large windows), optional SO_REUSEPORT, bound."""
+    loses most packets at large windows), optional SO_REUSEPORT, bound, and
+    connected for a dialed session: the kernel then drops datagrams from any
+    other address and reports ICMP errors (ECONNREFUSED)."""
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         if options.sockbuf:
@@ -257,6 +272,8 @@ def open_udp_socket(family: int, options: Options, bind_to: Any = None) -> socke
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if bind_to is not None:
             sock.bind(bind_to)
+        if connect_to is not None:
+            sock.connect(connect_to)
         sock.setblocking(False)
     except BaseException:
         sock.close()

@@ -324,9 +324,14 @@ class Session:
         raise OSError(errno.ENOPROTOOPT, "Protocol not available (KCP session)")
 
     def getsockopt(self, level: int, option: int, buflen: int = 0) -> int:
+        """TCP_NODELAY, and SO_ERROR: the UDP socket's pending error (e.g.
+        ECONNREFUSED once an ICMP port unreachable answered a dialed
+        session), cleared by reading it."""
         self._live()
         if level == socket.IPPROTO_TCP and option == socket.TCP_NODELAY:
             return int(bool(self._options.ack_nodelay))
+        if level == socket.SOL_SOCKET and option == socket.SO_ERROR:
+            return self._endpoint.take_error()
         raise OSError(errno.ENOPROTOOPT, "Protocol not available (KCP session)")
 
     def makefile(self, mode: str = "r", buffering: Optional[int] = None, *, encoding: Optional[str] = None,
@@ -467,7 +472,7 @@ def dial(address: Any, *, conv: Optional[int] = None, sock: Optional[socket.sock
     crypt = make_crypt(opts)
     if sock is None:
         bind_to = source_address if source_address is not None else ("::" if family == socket.AF_INET6 else "0.0.0.0", 0)
-        sock = open_udp_socket(family, opts, bind_to=bind_to)
+        sock = open_udp_socket(family, opts, bind_to=bind_to, connect_to=sockaddr)
     elif sock.type != socket.SOCK_DGRAM:
         raise ValueError("sock must be a UDP (SOCK_DGRAM) socket")
     engine = get_engine()

@@ -1,14 +1,19 @@
 """Attacks and misuse from issue 9 that the Python layer must withstand:
 sessions that leave nothing behind, and a dialed session that talks only to
 the address it dialed."""
+import errno
 import gc
+import hashlib
+import os
 import socket
+import struct
 
 import gevent
 import pytest
 
 import gkcp
 from conftest import resource_usage, wait_until
+from pyroles import recv_exactly
 
 FAST = dict(nodelay=1, interval=10, resend=2, nc=1)
 
@@ -108,3 +113,74 @@ def test_session_cycles_leave_nothing_behind(echo_listener, cycle, count, one_at
     if one_at_a_time:
         # 1000 leaked endpoints held ~8 MiB; allocator noise stays far below
         assert grown["rss_kib"] < 3 * 1024, grown
+
+
+def _kcp_segment(conv, cmd=84, wnd=32, sn=0, una=0):
+    """A 24-byte KCP header: conv, cmd (84: window tell), frg, wnd, ts, sn, una, len."""
+    return struct.pack("<IBBHIIII", conv, cmd, 0, wnd, 0, sn, una, 0)
+
+
+def test_datagrams_from_a_third_address_never_redirect_a_dialed_session():
+    with gkcp.listen(("127.0.0.1", 0), **FAST) as listener:
+        listener.settimeout(10)
+        # announce=False: the server has not said a word when the attacker strikes
+        client = gkcp.dial(listener.getsockname(), announce=False, **FAST)
+        attacker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        attacker.bind(("127.0.0.1", 0))
+        try:
+            target = ("127.0.0.1", client.getsockname()[1])
+            for conv in (client.conv ^ 1, client.conv):  # a wrong conv, then the right one
+                attacker.sendto(_kcp_segment(conv), target)
+                attacker.sendto(_kcp_segment(conv, cmd=81, sn=1, una=0), target)
+            gevent.sleep(0.2)
+            payload = os.urandom(300_000)
+
+            def serve():
+                server, _ = listener.accept()
+                with server:
+                    server.settimeout(10)
+                    received = recv_exactly(server, len(payload))
+                    server.sendall(b"reply")
+                    return hashlib.sha256(received).digest()
+
+            server = gevent.spawn(serve)
+            client.settimeout(10)
+            client.sendall(payload)
+            assert client.recv(100) == b"reply"
+            assert server.get(timeout=10) == hashlib.sha256(payload).digest()
+            assert client.getpeername() == listener.getsockname()
+            attacker.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                attacker.recv(2048)  # not one byte of the session reached it
+            client.close()
+        finally:
+            attacker.close()
+
+
+def _closed_udp_port():
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    return port
+
+
+def test_icmp_refusal_is_kept_as_so_error_and_the_reader_goes_on():
+    port = _closed_udp_port()
+    client = gkcp.dial(("127.0.0.1", port), **FAST)  # the announce draws an ICMP port unreachable
+    errors = []
+    assert wait_until(lambda: errors.append(client.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+                      or errno.ECONNREFUSED in errors, timeout=5), errors
+    assert client.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0  # reading cleared it
+    # the reader survived the error: a listener that appears on the port is reached
+    with gkcp.listen(("127.0.0.1", port), **FAST) as listener:
+        listener.settimeout(10)
+        client.settimeout(10)
+        client.sendall(b"are you there now?")
+        server, _ = listener.accept()
+        server.settimeout(10)
+        assert server.recv(100) == b"are you there now?"
+        server.sendall(b"yes")
+        assert client.recv(100) == b"yes"
+        server.close()
+    client.close()
