@@ -7,6 +7,7 @@ Each command is a module of this package with ``main(argv) -> int``.
 COMMANDS = {
     "crypto": "crypto",
     "fec": "fec",
+    "lossy": "lossy",
     "replay": "replay",
     "scale": "scale",
     "transfer": "transfer",
