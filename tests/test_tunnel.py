@@ -290,3 +290,11 @@ def test_dscp_is_set_on_the_udp_socket():
     finally:
         sock.close()
         tunnel.close()
+
+
+def test_address_in_use_exits_1_with_a_message():
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with Tunnel("gkcp", "client", ["-l", "127.0.0.1:%d" % port, "-r", "127.0.0.1:9"]) as client:
+            assert client.wait_exit() == 1
+        assert "cannot listen" in client.log() and "Address already in use" in client.log()

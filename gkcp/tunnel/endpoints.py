@@ -95,9 +95,12 @@ class _Tunnel:
 
     # -- sessions --------------------------------------------------------------------
 
+    def _forget_ended(self) -> None:
+        self._muxes[:] = [(m, k) for m, k in self._muxes if not m.closed]
+
     def kcp_sessions(self) -> Iterator[Any]:
         """KCP sessions whose smux session is still running (for the status line)."""
-        self._muxes[:] = [(m, k) for m, k in self._muxes if not m.closed]
+        self._forget_ended()
         return iter([k for _, k in self._muxes])
 
     def _mux_over(self, kcp: Any) -> smux.Session:
@@ -106,6 +109,7 @@ class _Tunnel:
                  describe(kcp.getsockname()), describe(kcp.getpeername()))
         maker = smux.client if self.role == "client" else smux.server
         mux = maker(conn, self.smux_config)
+        self._forget_ended()  # the list stays as long as the live sessions
         self._muxes.append((mux, kcp))
         return mux
 
@@ -148,14 +152,19 @@ class _Tunnel:
         for mux, _ in self._muxes:
             mux.close()
         self._muxes.clear()
-        self.block.close()
+        # self.block stays open: closed KCP sessions keep retransmitting
+        # (linger) with it; it is freed with the last of them.
 
     def run(self, status: bool = True) -> int:
         """Serve until stop() or a signal; 0 on a clean stop, 1 if serving failed."""
         handlers = [gevent.signal_handler(sig, self.stop) for sig in (signal.SIGTERM, signal.SIGINT)]
         status_line = None
         try:
-            self.start()
+            try:
+                self.start()
+            except OSError as exc:  # kcptun: checkError, exit status != 0
+                log.info("%s: cannot listen: %s", self.role, exc)
+                return 1
             self.log_settings()
             if status and StatusLine.wanted(sys.stderr):
                 status_line = StatusLine(self.traffic, self.kcp_sessions, sys.stderr)
