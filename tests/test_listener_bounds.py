@@ -318,8 +318,8 @@ def test_replayed_datagrams_never_open_sessions_and_are_counted():
                 server.settimeout(10)
                 assert recv_exactly(server, 19) == b"captured on the way"
                 captured = list(relay.captured)
-                # the client's announce, its data and its answer to the window ask
-                assert len(captured) >= 3
+                # the client's announce, its data (and its answer to the window ask)
+                assert len(captured) >= 2
 
                 # replayed from 5,000 other addresses: nothing opens
                 before = gkcp.snmp()
