@@ -77,17 +77,26 @@ ffibuilder = make_ffi()
 def build_in_place() -> str:
     """Compile into a private temporary folder, then move the module into gkcp/
     with one rename, so concurrent builds and running interpreters never see a
-    half-written file."""
+    half-written file.
+
+    The module is named gkcp/_core.abi3.so, as ``pip install`` (-e) names it:
+    cffi compiles for the limited API either way.  Any other build of it in
+    gkcp/ goes, since Python would prefer a stale _core.cpython-3xx-*.so."""
+    import glob
     import shutil
     import tempfile
 
     tmp = tempfile.mkdtemp(prefix="gkcp-build-")
     try:
         built = make_ffi(absolute_paths=True).compile(tmpdir=tmp)
-        target = os.path.join(HERE, "gkcp", os.path.basename(built))
+        target = os.path.join(HERE, "gkcp", "_core.abi3.so")
         staged = target + ".%d.tmp" % os.getpid()
         shutil.copyfile(built, staged)
+        os.chmod(staged, 0o755)
         os.replace(staged, target)
+        for other in glob.glob(os.path.join(HERE, "gkcp", "_core.*.so")):
+            if other != target:
+                os.unlink(other)
         return target
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

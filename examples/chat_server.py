@@ -1,9 +1,10 @@
 """A line-based chat room: the handler is written for gevent.server.StreamServer
 and runs unchanged over KCP with gkcp.server.KCPServer.
 
-The client speaks first (its name): KCP has no handshake, so a listener
-learns of a client from its first data and a greeting sent "on connect" is
-impossible.
+The client speaks first (its name), as the chat protocol has it.  A server
+greeting on connect would work as well: KCP has no handshake, but a dialed
+session announces itself at once (gkcp's ``announce`` option, on by
+default), so the listener accepts it before the client writes.
 
     python examples/chat_server.py             # self-test: three clients chat, exit 0
     python examples/chat_server.py --serve 29901

@@ -1,4 +1,4 @@
-"""Packet encryption compatible with kcp-go 5.6.1 and kcptun (WIRE.md s2).
+"""Packet encryption compatible with kcp-go 5.6.1 and kcptun (docs/wire.md §2).
 
 ``new_crypt(name, key)`` builds one of kcp-go's BlockCrypts by name; the
 result's ``.ptr`` is the C ``gk_crypt *`` the packet pipeline uses, so no

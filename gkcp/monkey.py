@@ -25,9 +25,10 @@ is routed (the stdlib clients above do); code that bound it earlier with
 (urllib3, hence requests), is not.
 
 Protocols in which the server speaks first (SMTP's greeting, so
-``smtplib``; FTP, POP3, IMAP) cannot work over KCP as it stands: KCP has no
-handshake, so the server learns of a client only from the client's first
-bytes, while the client waits for the greeting.
+``smtplib``; FTP, POP3, IMAP) work: KCP has no handshake, but a dialed
+session announces itself with one window-tell segment at once (the
+``announce`` option, on by default), so the server accepts it and sends its
+greeting while the client waits.  With ``announce=False`` they would hang.
 
 Thread safety: patching is process-wide.  Patch and unpatch while no other
 thread is connecting (e.g. at start-up); routed calls themselves may come

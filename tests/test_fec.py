@@ -372,7 +372,7 @@ def test_malformed_headers():
     assert dec.feed(b"\x00\x00\x00\x00\xf2\x00\x02\x00") == []
 
 
-# ---- shape safety (WIRE.md s3.4 Hazard) ---------------------------------
+# ---- shape safety (docs/wire.md §3.4) --------------------------------------
 
 def similar_stream(count, rng, ds=10, ps=3):
     """Bulk-transfer-like packets: equal lengths, same conv/cmd/len, so

@@ -77,7 +77,7 @@ def test_three_concurrent_sessions(go_peer_bin):
     # Congestion control on (nc=0): cwnd starts at 0 and grows, so the
     # dialers do not push 32 segments into a session the listener has not
     # yet configured.  With nc=1 that happens now and then and runs into
-    # kcp-go's 7 s window stall (WIRE.md section 6), which is real kcp-go
+    # kcp-go's 7 s window stall (docs/wire.md §6), which is real kcp-go
     # behaviour, not a harness fault.
     n = 1 * MB
     cc = dict(FAST, mode=None, nodelay=1, interval=10, resend=2, nc=0)
@@ -103,7 +103,7 @@ def test_three_concurrent_sessions(go_peer_bin):
 def _late_window_transfer(tellwnd):
     # The listener applies its 1024/1024 windows 200 ms after Accept, when
     # the dialer's first 32 segments already fill the default 32-segment
-    # receive queue (WIRE.md section 6).
+    # receive queue (docs/wire.md §6).
     srv, cli = run_pair("sink", "send", 4 * MB, timeout=20,
                         listen_settings=dict(acceptdelay=0.2, tellwnd=tellwnd),
                         **FAST)

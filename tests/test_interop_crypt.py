@@ -1,4 +1,4 @@
-"""Packet encryption against real kcp-go 5.6.1 (issue 4, WIRE.md s2): every
+"""Packet encryption against real kcp-go 5.6.1 (docs/wire.md §2): every
 cipher name in both directions with FEC on and off, tampering on the wire,
 a wrong key, and fresh nonces.  A missing Go toolchain fails these."""
 import os
@@ -169,7 +169,7 @@ HDR = 20  # nonce + CRC
 
 def _push_segment(conv):
     data = b"same plaintext twice"
-    # conv, cmd, frg, wnd, ts, sn, una, len (WIRE.md s4)
+    # conv, cmd, frg, wnd, ts, sn, una, len (docs/wire.md §4)
     return struct.pack("<IBBHIIII", conv, KCP_PUSH, 0, 128, 1234, 0, 0, len(data)) + data
 
 

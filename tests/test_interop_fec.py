@@ -1,4 +1,4 @@
-"""Forward error correction against real kcp-go 5.6.1 (issue 3, WIRE.md s3):
+"""Forward error correction against real kcp-go 5.6.1 (docs/wire.md §3):
 hash-checked transfers through a lossy relay with recovery counted on the
 receiving side, mismatched FEC configurations (the s3.4 hazard) that must
 never deliver wrong bytes, and fewer retransmissions with FEC than without.
@@ -53,7 +53,7 @@ def test_fec_interop_through_lossy_relay(go_peer_bin, shape, case, faults, n):
 
 # ------------------------------------------------- mismatched configurations
 #
-# WIRE.md s3.4: a kcp-go receiver without FEC decodes the FEC packets it gets
+# docs/wire.md §3.4: a kcp-go receiver without FEC decodes the FEC packets it gets
 # with a lazy 1/1 shape and delivers parity as data.  The first test shows
 # that this setup really corrupts kcp-go, so the gkcp tests after it are not
 # vacuous.
@@ -80,7 +80,7 @@ def test_hazard_reproduces_between_two_kcp_go_peers(go_peer_bin):
 
 def _constant_ish(n):
     """Low-entropy chunks: every KCP packet carries the same bytes, so each
-    parity byte equals the data byte beside it (WIRE.md s3.4)."""
+    parity byte equals the data byte beside it (docs/wire.md §3.4)."""
     block = b"kcp-go hazard " * 4681  # 65534 bytes
     for off in range(0, n, len(block)):
         yield block[:min(len(block), n - off)]

@@ -104,7 +104,7 @@ def test_200_sessions_echo_64k_each():
 
 def test_listener_applies_options_before_first_packet():
     """kcp-go's accepted sessions run with 32/32 windows until Accept; ours
-    have the listener's windows from their first packet (WIRE.md s6)."""
+    have the listener's windows from their first packet (docs/wire.md §6)."""
     with gkcp.listen(("127.0.0.1", 0), **FAST) as listener:
         client = gkcp.dial(listener.getsockname(), **FAST)
         client.sendall(os.urandom(200 * 1300))  # more than 32 segments

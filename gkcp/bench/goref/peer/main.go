@@ -194,7 +194,7 @@ type config struct {
 
 var modes = map[string][4]int{
 	"default": {0, 100, 0, 0}, // kcp-go NewKCP
-	"normal":  {0, 40, 2, 1},  // kcptun presets (WIRE.md section 9)
+	"normal":  {0, 40, 2, 1},  // kcptun presets (docs/wire.md §9)
 	"fast":    {0, 30, 2, 1},
 	"fast2":   {1, 20, 2, 1},
 	"fast3":   {1, 10, 2, 1},
@@ -215,8 +215,8 @@ func parseFlags(cmd string, args []string) *config {
 	if cmd == "listen" {
 		fs.StringVar(&c.role, "role", "sink", "sink|source|echo")
 		fs.IntVar(&c.sessions, "sessions", 1, "sessions to serve (concurrently) before exiting")
-		fs.Float64Var(&c.acceptDelay, "acceptdelay", 0, "seconds to wait after Accept before applying settings (reproduces WIRE.md 6)")
-		fs.BoolVar(&c.tellwnd, "tellwnd", true, "after applying windows to an accepted session, announce them with a WINS (avoids kcp-go's 7 s window stall, WIRE.md 6); false = plain kcp-go")
+		fs.Float64Var(&c.acceptDelay, "acceptdelay", 0, "seconds to wait after Accept before applying settings (reproduces docs/wire.md §6)")
+		fs.BoolVar(&c.tellwnd, "tellwnd", true, "after applying windows to an accepted session, announce them with a WINS (avoids kcp-go's 7 s window stall, docs/wire.md §6); false = plain kcp-go")
 	} else {
 		fs.StringVar(&c.role, "role", "send", "send|recv|echo|rtt")
 	}
