@@ -477,6 +477,7 @@ uint32_t gk_kcp_interval(const gk_kcp *k) { return k->interval; }
 int gk_kcp_rcv_full(const gk_kcp *k) { return k->rcv_queue.count >= k->rcv_wnd; }
 int gk_kcp_dead(const gk_kcp *k) { return k->state != 0; }
 void gk_kcp_tell_window(gk_kcp *k) { k->probe |= ASK_TELL; }
+int gk_kcp_telling_window(const gk_kcp *k) { return (k->probe & ASK_TELL) != 0; }
 
 int gk_kcp_busy(const gk_kcp *k)
 {

@@ -100,6 +100,9 @@ int gk_kcp_busy(const gk_kcp *kcp);               /* anything queued, in flight,
 int gk_kcp_dead(const gk_kcp *kcp);               /* a segment reached dead_link transmissions */
 /* Make the next flush send a window-tell (WINS) segment. */
 void gk_kcp_tell_window(gk_kcp *kcp);
+/* 1 if the next flush will send a window tell (the peer asked, or the
+ * receive queue drained). */
+int gk_kcp_telling_window(const gk_kcp *kcp);
 void gk_kcp_get_info(const gk_kcp *kcp, gk_kcp_info *info);
 
 #endif

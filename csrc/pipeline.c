@@ -116,6 +116,12 @@ static void deliver(gk_sess *s, const uint8_t *pkt, int len, int fec_type, uint3
         for (int i = 0; i < n; i++)
             kcp_feed(s, rec[i].data, rec[i].len, 0, now);
     }
+    /* A window ask is answered at once, not at the next interval: a gkcp
+     * listener accepts a session only once its ask is answered, so this
+     * keeps gkcp-to-gkcp accept at one round trip.  (kcp-go answers on its
+     * next flush.)  An unproven session never sends anything but asks. */
+    if (!s->unproven && !s->status && gk_kcp_telling_window(s->kcp))
+        gk_kcp_flush(s->kcp, 0, now);
     gk_sess_check_ready(s);
 }
 
