@@ -298,3 +298,139 @@ def test_address_in_use_exits_1_with_a_message():
         with Tunnel("gkcp", "client", ["-l", "127.0.0.1:%d" % port, "-r", "127.0.0.1:9"]) as client:
             assert client.wait_exit() == 1
         assert "cannot listen" in client.log() and "Address already in use" in client.log()
+
+
+# ---- in one process: resources and hostile peers ----------------------------------
+
+def start_in_process(role, flags):
+    from gkcp.tunnel.endpoints import TunnelClient, TunnelServer
+    end = (TunnelClient if role == "client" else TunnelServer)(parse_args(role, flags))
+    end.start()
+    end.spawn(end.serve)
+    return end
+
+
+def test_streams_and_sessions_do_not_accumulate():
+    from conftest import resource_usage, wait_until
+    with EchoServer() as echo:
+        server = start_in_process("server", ["-l", "127.0.0.1:0", "-t", "127.0.0.1:%d" % echo.port, "--quiet"]
+                                  + FAST)
+        client = start_in_process("client", ["-l", "127.0.0.1:0", "-r", "127.0.0.1:%d" % server.address[1],
+                                             "--quiet", "--conn", "2"] + FAST)
+        try:
+            port = client.address[1]
+
+            def batch():
+                jobs = [gevent.spawn(echo_through, port, 20000, seed) for seed in range(20)]
+                gevent.joinall(jobs, timeout=60, raise_error=True)
+                assert all(sent == got for sent, got in (j.value for j in jobs))
+                assert wait_until(lambda: client.traffic.streams == 0 and server.traffic.streams == 0)
+
+            batch()
+            before = resource_usage()
+            for _ in range(3):
+                batch()
+            after = resource_usage()
+            assert after["greenlets"] <= before["greenlets"] + 2, (before, after)
+            assert after["fds"] <= before["fds"], (before, after)
+            assert client.traffic.total_streams == 80 and server.traffic.total_streams == 80
+            assert client.traffic.up == server.traffic.up == 80 * 20000
+            assert len(list(server.kcp_sessions())) == 2
+        finally:
+            client.close()
+            server.close()
+
+
+def test_garbage_instead_of_snappy_ends_only_that_session():
+    """A peer whose KCP stream is not snappy-framed (say, a --nocomp client)
+    loses its session; the server goes on serving the others."""
+    import gkcp
+    from gkcp.crypt import kcptun_crypt
+    from conftest import wait_until
+    with EchoServer() as echo:
+        server = start_in_process("server", ["-l", "127.0.0.1:0", "-t", "127.0.0.1:%d" % echo.port] + FAST)
+        client = start_in_process("client", ["-l", "127.0.0.1:0", "-r", "127.0.0.1:%d" % server.address[1]]
+                                  + FAST)
+        try:
+            options = server.config.kcp_options()
+            hostile = gkcp.dial(("127.0.0.1", server.address[1]), block=kcptun_crypt("aes", "test"), **options)
+            hostile.sendall(b"\x00\x08\x00\x00garbage that is not a snappy stream")
+            assert wait_until(lambda: len(server._muxes) >= 1 and all(m.closed for m, _ in server._muxes)
+                              and server._muxes, timeout=10)
+            error = server._muxes[0][0].error
+            assert "snappy stream" in str(error)
+            sent, got = echo_through(client.address[1], 50000, 3)
+            assert sent == got
+            hostile.close()
+        finally:
+            client.close()
+            server.close()
+
+
+def test_status_line_on_a_real_terminal():
+    import pty
+    master, slave = pty.openpty()
+    kcp_port = free_port(socket.SOCK_DGRAM)
+    proc = subprocess.Popen([sys.executable, "-m", "gkcp", "tunnel", "server", "-l", "127.0.0.1:%d" % kcp_port],
+                            stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, cwd=str(REPO),
+                            env=dict(os.environ, TERM="xterm"))
+    os.close(slave)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 15
+        while b"streams 0  sessions 0" not in seen and time.monotonic() < deadline:
+            import select
+            if select.select([master], [], [], 0.2)[0]:
+                seen += os.read(master, 4096)
+        assert b"\r\x1b[Kup 0.0 B/s  down 0.0 B/s  streams 0  sessions 0  rtt -" in seen, seen[-500:]
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0
+        os.close(master)
+
+
+# ---- the relay on its own ------------------------------------------------------------
+
+def relay_over_socketpairs(stall_timeout):
+    """relay() between the inner ends of two socket pairs; returns
+    (tcp peer, stream peer, the relay greenlet, its Traffic)."""
+    from gkcp.tunnel.relay import relay
+    tcp_outer, tcp_inner = gsocket.socketpair()
+    stream_outer, stream_inner = gsocket.socketpair()
+    traffic = Traffic()
+    job = gevent.spawn(relay, tcp_inner, stream_inner, traffic, upward_from_tcp=True,
+                       stall_timeout=stall_timeout)
+    return tcp_outer, stream_outer, job, traffic
+
+
+def test_relay_gives_up_a_stalled_half_closed_direction():
+    tcp, stream, job, traffic = relay_over_socketpairs(stall_timeout=0.3)
+    tcp.shutdown(socket.SHUT_WR)                 # the TCP side is done
+    assert stream.recv(10) == b""                # ...and its FIN went on
+    job.join(5)                                  # the stream side never speaks
+    assert job.dead and traffic.streams == 0
+    assert tcp.recv(10) == b""                   # both sides closed
+    tcp.close()
+    stream.close()
+
+
+def test_relay_keeps_a_half_closed_direction_that_moves():
+    tcp, stream, job, traffic = relay_over_socketpairs(stall_timeout=0.3)
+    tcp.sendall(b"request")
+    tcp.shutdown(socket.SHUT_WR)
+    assert stream.recv(100) == b"request" and stream.recv(10) == b""
+    for _ in range(6):                           # 1.2 s in all, never 0.3 s quiet
+        gevent.sleep(0.2)
+        stream.sendall(b"x" * 1000)
+    stream.shutdown(socket.SHUT_WR)
+    got = b""
+    while True:
+        chunk = tcp.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    assert got == b"x" * 6000
+    job.join(5)
+    assert job.dead and (traffic.up, traffic.down, traffic.streams) == (7, 6000, 0)
+    tcp.close()
+    stream.close()

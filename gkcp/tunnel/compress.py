@@ -80,7 +80,7 @@ class FrameEncoder:
             data = bytes(data)
         if not data:
             return b""
-        parts: List[bytes] = []
+        parts: List[Any] = []  # bytes and cramjam Buffers
         if not self._wrote_identifier:
             self._wrote_identifier = True
             parts.append(STREAM_IDENTIFIER)
@@ -201,7 +201,8 @@ class CompressedConn:
         self.conn = conn
         self._encoder = FrameEncoder()
         self._decoder = FrameDecoder()
-        self._ready: Deque[memoryview] = collections.deque()
+        self._ready: Deque[bytes] = collections.deque()  # decoded, not yet read
+        self._offset = 0  # of the first unread byte in _ready[0]
         self._recv_size = recv_size
         self._eof = False
 
@@ -228,8 +229,19 @@ class CompressedConn:
                 return False
             decoded = self._decoder.feed(raw)
             if decoded:
-                self._ready.append(memoryview(decoded))
+                self._ready.append(decoded)
         return True
+
+    def _take(self, limit: int) -> memoryview:
+        """Up to limit ready bytes (a view valid until the next call)."""
+        head, start = self._ready[0], self._offset
+        end = min(len(head), start + limit)
+        if end == len(head):
+            self._ready.popleft()
+            self._offset = 0
+        else:
+            self._offset = end
+        return memoryview(head)[start:end]
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         if bufsize < 0:
@@ -237,25 +249,19 @@ class CompressedConn:
         if not bufsize or not self._fill():
             return b""
         head = self._ready[0]
-        if head.nbytes <= bufsize:
+        if not self._offset and len(head) <= bufsize:  # the common case: no copy
             self._ready.popleft()
-            return head.obj if head.nbytes == len(head.obj) else bytes(head)
-        self._ready[0] = head[bufsize:]
-        return bytes(head[:bufsize])
+            return head
+        return bytes(self._take(bufsize))
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         target = memoryview(buffer).cast("B")
         size = nbytes or target.nbytes
         if not size or not self._fill():
             return 0
-        head = self._ready[0]
-        n = min(size, head.nbytes)
-        target[:n] = head[:n]
-        if n == head.nbytes:
-            self._ready.popleft()
-        else:
-            self._ready[0] = head[n:]
-        return n
+        piece = self._take(size)
+        target[:piece.nbytes] = piece
+        return piece.nbytes
 
     def close(self) -> None:
         self.conn.close()

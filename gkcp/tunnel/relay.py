@@ -4,11 +4,11 @@ Each direction runs until its source reaches EOF, then passes the EOF on as
 a half-close (TCP FIN -> smux FIN via ``shutdown(SHUT_WR)``, smux FIN ->
 TCP ``shutdown(SHUT_WR)``), so request/response protocols that half-close
 work end to end between gkcp peers.  kcptun itself closes both sides as
-soon as either direction ends; against a kcptun peer that means the second
-direction's data is dropped by kcptun, never that this side hangs: once one
-direction is done, a send that makes no progress for ``stall_timeout``
-seconds (a version-2 kcptun peer stops granting window to a stream it
-closed) ends the relay.  An error in either direction closes both sides.
+soon as either direction ends, and then drops what still arrives for the
+stream; so that such a peer never leaves a relay hanging, once one
+direction is done the other is given up after ``stall_timeout`` seconds
+without moving a byte (a version-2 kcptun peer stops granting window to a
+stream it closed).  An error in either direction closes both sides.
 """
 from __future__ import annotations
 
