@@ -360,18 +360,19 @@ class Session:
 
     def _send(self, stream: "Stream", view: memoryview, end: Optional[float]) -> int:
         """Hand up to one request's worth of view to the writer and wait until
-        it was written; returns the count framed (0: the window closed)."""
+        it was written (or, at the timeout, framed); returns the count framed
+        (0: the window closed meanwhile)."""
         request = _WriteRequest(stream._sid, view[:self._request_bytes])
         self._requests.append(request)
         self._writer_wake.set()
         try:
             _wait(request.done, stream._timeout, end, stream._write_deadline)
         except socket.timeout:
-            if request.started:  # being written: it will be whole, wait for it
-                request.done.wait()
-            else:
+            if not request.started:
                 self._requests.remove(request)
                 raise
+            # Framed: the writer writes it whole, however long the connection
+            # takes; like data in a socket's send buffer, it counts as sent.
         except BaseException:
             if not request.started:
                 self._requests.remove(request)
@@ -417,8 +418,6 @@ class Session:
             sid = self._proto.accept()
             if sid is not None:
                 stream = self._streams[sid] = Stream(self, sid)
-                if self._proto.buffered(sid) or self._proto.remote_fin(sid):
-                    stream._readable.set()
                 return stream
             self._accept_ready.clear()
             _wait(self._accept_ready, self._timeout, end, self._deadline)
@@ -499,9 +498,14 @@ class Stream:
     deadlines are absolute time.time() values, as Go's net.Conn).
 
     EOF is real and per stream: after the peer's FIN (its shutdown(SHUT_WR)
-    or close()) recv returns the remaining data and then b''.  A Go smux peer
-    sends FIN only from Close(), after which it drops whatever it receives for
-    that stream.
+    or close()) recv returns the remaining data and then b''.  This side may
+    go on sending after the peer's FIN (half-close).  A Go smux peer, though,
+    sends FIN only from Close(), after which it drops whatever it receives
+    for that stream and sends no more window updates: a version-2 writer
+    waiting for its window then waits until its timeout or close().
+
+    The session holds every stream until it is closed: close the streams you
+    are done with.
     """
 
     family = socket.AF_UNSPEC
@@ -613,7 +617,8 @@ class Stream:
         it, up to a few frames, with version 1), blocking until some fits, in
         frames of at most max_frame_size; returns the count.  Timeouts bound
         the wait for the window and for the writer greenlet; data the writer
-        has begun to write is written whole (a frame is never cut)."""
+        has taken is written whole (a frame is never cut) and counts as sent,
+        like data in a socket's send buffer."""
         view = _byte_view(data)
         if not len(view):
             self._check_send()
