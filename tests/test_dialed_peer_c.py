@@ -23,6 +23,20 @@ from pyroles import recv_exactly, snmp_delta
 FAST = dict(nodelay=1, interval=10, resend=2, nc=1)
 
 
+def exchange(listener, client, data):
+    """client sends data (it fits the windows, so before accept), the
+    accepted session gets it intact and replies."""
+    client.settimeout(10)
+    client.sendall(data)
+    listener.settimeout(10)
+    server, _ = listener.accept()
+    with server:
+        server.settimeout(10)
+        assert recv_exactly(server, len(data)) == data
+        server.sendall(b"reply")
+        assert recv_exactly(client, 5) == b"reply"
+
+
 def _connected(sock):
     try:
         sock.getpeername()
@@ -74,15 +88,7 @@ def test_packet_from_a_third_address_cannot_redirect_the_session(sock_kind, conv
         expected = 0 if _connected(client._endpoint.sock) else 2
         assert wait_until(lambda: snmp_delta(before)["InWrongPeer"] == expected, 5)
         with client:
-            client.settimeout(10)
-            client.sendall(data)
-            listener.settimeout(10)
-            server, _ = listener.accept()
-            with server:
-                server.settimeout(10)
-                assert recv_exactly(server, len(data)) == data
-                server.sendall(b"reply")
-                assert recv_exactly(client, 5) == b"reply"
+            exchange(listener, client, data)
             assert client.getpeername() == listener.getsockname()
         gevent.sleep(0.1)
         assert recv_all(attacker) == []
@@ -96,15 +102,7 @@ def test_connected_socket_sends_and_receives():
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sock.connect(listener.getsockname())
             with gkcp.dial(listener.getsockname(), sock=sock, mmsg=mmsg, **FAST) as client:
-                client.settimeout(10)
-                client.sendall(data)
-                listener.settimeout(10)
-                server, _ = listener.accept()
-                with server:
-                    server.settimeout(10)
-                    assert recv_exactly(server, len(data)) == data
-                    server.sendall(b"back")
-                    assert recv_exactly(client, 4) == b"back"
+                exchange(listener, client, data)
 
 
 def test_port_unreachable_on_a_connected_socket_is_reported_once_without_spinning():
