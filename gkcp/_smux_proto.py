@@ -244,7 +244,8 @@ class Protocol:
         if len(partial) < HEADER_SIZE + length:
             return taken
         self._partial = bytearray()
-        self._frame(partial, 0, bytes(partial[HEADER_SIZE:]), events)
+        _, cmd, length, sid = HEADER.unpack_from(partial)
+        self._frame(cmd, length, sid, bytes(partial[HEADER_SIZE:]), events)
         return taken
 
     def _parse(self, data: bytes, offset: int, events: List[Event]) -> None:
@@ -252,16 +253,13 @@ class Protocol:
         view = memoryview(data)
         pin_floor = end // _PIN_RATIO
         while end - offset >= HEADER_SIZE:
-            _, cmd, length, _ = self._check_header(data, offset)
+            _, cmd, length, sid = self._check_header(data, offset)
             stop = offset + HEADER_SIZE + length
             if stop > end:
                 break
-            if cmd == CMD_PSH and length:
-                start = offset + HEADER_SIZE
-                payload = view[start:stop] if length >= pin_floor else data[start:stop]
-            else:
-                payload = data[offset + HEADER_SIZE:stop]
-            self._frame(data, offset, payload, events)
+            start = offset + HEADER_SIZE
+            payload = view[start:stop] if length >= pin_floor else data[start:stop]
+            self._frame(cmd, length, sid, payload, events)
             offset = stop
         if offset < end:
             self._partial = bytearray(view[offset:])
@@ -286,9 +284,8 @@ class Protocol:
             raise ProtocolError("unknown cmd %d (stream %d)" % (cmd, sid))
         return version, cmd, length, sid
 
-    def _frame(self, buf: Any, offset: int, payload: Any, events: List[Event]) -> None:
+    def _frame(self, cmd: int, length: int, sid: int, payload: Any, events: List[Event]) -> None:
         """Apply one complete, header-checked frame."""
-        _, cmd, length, sid = HEADER.unpack_from(buf, offset)
         stats = self.stats
         stats["frames_in"] += 1
         if cmd == CMD_NOP:

@@ -29,7 +29,7 @@ import dataclasses
 import errno
 import socket
 import time
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 import gevent
 from gevent.event import Event
@@ -37,6 +37,7 @@ from gevent.event import Event
 from ._smux_proto import (  # noqa: F401  (re-exported: the public exceptions)
     DataReceived, KeepaliveTimeout, Protocol, ProtocolError, SmuxError, StreamEnded, StreamIdsExhausted,
     StreamOpened, WindowUpdated)
+from .options import _int_in, _seconds
 from .session import Session as _KcpSession, _deadline
 
 __all__ = ["Config", "client", "server", "Session", "Stream", "SmuxError", "ProtocolError",
@@ -122,35 +123,24 @@ class Config:
     backlog: int = 1024
 
     def __post_init__(self) -> None:
-        def integer(name: str, low: int, high: int) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError("Config.%s must be an int, got %r" % (name, value))
-            if not low <= value <= high:
-                raise ValueError("Config.%s must be in %d..%d, got %d" % (name, low, high, value))
-
-        def seconds(name: str) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError("Config.%s must be a number of seconds, got %r" % (name, value))
-            if not self.keepalive_disabled and not value > 0:
-                raise ValueError("Config.%s must be positive, got %r" % (name, value))
-
-        integer("version", 1, 2)
+        _int_in("Config.version", self.version, 1, 2)
         if not isinstance(self.keepalive_disabled, bool):
             raise TypeError("Config.keepalive_disabled must be a bool, got %r" % (self.keepalive_disabled,))
-        seconds("keepalive_interval")
-        seconds("keepalive_timeout")
-        if not self.keepalive_disabled and self.keepalive_timeout < self.keepalive_interval:
-            raise ValueError("Config.keepalive_timeout (%r) must not be smaller than keepalive_interval (%r)"
-                             % (self.keepalive_timeout, self.keepalive_interval))
-        integer("max_frame_size", 1, 65535)
-        integer("max_receive_buffer", 1, 1 << 62)
-        integer("max_stream_buffer", 1, 0x7FFFFFFF)
+        _seconds("Config.keepalive_interval", self.keepalive_interval)
+        _seconds("Config.keepalive_timeout", self.keepalive_timeout)
+        if not self.keepalive_disabled:
+            if not self.keepalive_interval > 0:
+                raise ValueError("Config.keepalive_interval must be positive, got %r" % (self.keepalive_interval,))
+            if self.keepalive_timeout < self.keepalive_interval:
+                raise ValueError("Config.keepalive_timeout (%r) must not be smaller than keepalive_interval (%r)"
+                                 % (self.keepalive_timeout, self.keepalive_interval))
+        _int_in("Config.max_frame_size", self.max_frame_size, 1, 65535)
+        _int_in("Config.max_receive_buffer", self.max_receive_buffer, 1, 1 << 62)
+        _int_in("Config.max_stream_buffer", self.max_stream_buffer, 1, 0x7FFFFFFF)
         if self.max_stream_buffer > self.max_receive_buffer:
             raise ValueError("Config.max_stream_buffer (%d) must not be larger than max_receive_buffer (%d)"
                              % (self.max_stream_buffer, self.max_receive_buffer))
-        integer("backlog", 1, 1 << 30)
+        _int_in("Config.backlog", self.backlog, 1, 1 << 30)
 
     def replace(self, **changes: Any) -> "Config":
         """A copy with the given fields changed (validated again)."""
@@ -549,21 +539,7 @@ class Stream:
             raise TypeError("bufsize must be an int")
         if bufsize < 0:
             raise ValueError("negative buffersize in recv")
-        end = None
-        proto, sid = self._proto, self._sid
-        while True:
-            self._check_open()
-            data = proto.read(sid, bufsize)
-            if data:
-                self._session._after_read()
-                return data
-            if bufsize == 0 or proto.at_eof(sid):
-                return b""
-            self._session._check_live()
-            self._readable.clear()
-            if end is None:
-                end = _op_end(self._timeout)
-            _wait(self._readable, self._timeout, end, self._read_deadline)
+        return self._receive(lambda: self._proto.read(self._sid, bufsize), bufsize, b"")
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         """Like socket.recv_into; 0 at EOF."""
@@ -576,16 +552,20 @@ class Stream:
             if nbytes > len(view):
                 raise ValueError("buffer too small for requested bytes")
             view = view[:nbytes]
+        return self._receive(lambda: self._proto.read_into(self._sid, view), len(view), 0)
+
+    def _receive(self, take: Callable[[], Any], size: int, at_eof: Any) -> Any:
+        """take()'s first non-empty result; at_eof at the stream's EOF (or
+        for a zero size), waiting up to the timeout while there is nothing."""
         end = None
-        proto, sid = self._proto, self._sid
         while True:
             self._check_open()
-            n = proto.read_into(sid, view)
-            if n:
+            got = take()
+            if got:
                 self._session._after_read()
-                return n
-            if not len(view) or proto.at_eof(sid):
-                return 0
+                return got
+            if not size or self._proto.at_eof(self._sid):
+                return at_eof
             self._session._check_live()
             self._readable.clear()
             if end is None:
