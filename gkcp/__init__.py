@@ -7,13 +7,15 @@
 # The one place the version is written: pyproject.toml reads it from here.
 __version__ = "0.1.0"
 
+import importlib as _importlib
+
 try:
-    from . import _core  # noqa: F401  (the C core every module below needs)
-except ImportError as e:  # pragma: no cover - the message is the point
+    _importlib.import_module(__name__ + "._core")  # the C core every module below needs
+except ImportError as e:
     raise ImportError(
-        "gkcp's C core (gkcp._core) is not built in %s: this is a source checkout "
-        "(run `python build_ffi.py` in it), or the current directory's gkcp/ shadows "
-        "the installed package (run from another directory)" % __path__[0]) from e
+        "gkcp's C core (gkcp._core) cannot be loaded from %s (%s): in a source checkout "
+        "build it with `python build_ffi.py`; if gkcp is installed, the current "
+        "directory's gkcp/ shadows it (run from another directory)" % (__path__[0], e)) from e
 
 from .listener import Listener, listen  # noqa: E402
 from .options import Options  # noqa: E402

@@ -47,6 +47,19 @@ def test_transfer_quick_table(go_peer_bin, tmp_path):
     assert plain["kcp-go<->kcp-go"]["sink_mbps_ratio"] == pytest.approx(1.0)
 
 
+def test_plot_without_matplotlib_fails_before_any_run(monkeypatch):
+    from gkcp.bench import transfer
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("the benchmark started although --plot cannot be honoured")
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    monkeypatch.setattr(transfer, "build_go_program", no_run)
+    monkeypatch.setattr(transfer, "Runner", no_run)
+    with pytest.raises(SystemExit, match="--plot needs matplotlib"):
+        transfer.main(["--quick", "--plot", "chart.png"])
+
+
 def test_transfer_is_the_default_command():
     proc = subprocess.run([sys.executable, "-m", "gkcp.bench", "--help"], cwd=REPO,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)

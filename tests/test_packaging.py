@@ -23,9 +23,9 @@ from gkcp.__main__ import COMMANDS
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run(argv, cwd, timeout=300, check=True):
+def run(argv, cwd, timeout=300, check=True, env=None):
     proc = subprocess.run([str(a) for a in argv], cwd=str(cwd), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, timeout=timeout)
+                          stderr=subprocess.STDOUT, timeout=timeout, env=env)
     out = proc.stdout.decode(errors="replace")
     if check:
         assert proc.returncode == 0, "%s failed (%d):\n%s" % (argv, proc.returncode, out[-4000:])
@@ -52,8 +52,10 @@ def venv(sdist, tmp_path_factory):
 def wheel(venv, sdist, tmp_path_factory):
     """The wheel pip builds from the sdist alone, installed into venv."""
     outdir = tmp_path_factory.mktemp("wheel")
+    # -O0 (build_ffi.py appends GKCP_CFLAGS): this build proves the sdist is
+    # complete, not fast, and compiles in half the time.
     run([venv / "python", "-m", "pip", "wheel", "--no-deps", "-q", "-w", outdir, sdist],
-        cwd=outdir, timeout=600)
+        cwd=outdir, timeout=600, env=dict(os.environ, GKCP_CFLAGS="-O0"))
     (path,) = outdir.glob("gkcp-*.whl")
     run([venv / "python", "-m", "pip", "install", "--no-deps", "-q", path], cwd=outdir)
     return path
@@ -111,11 +113,25 @@ def test_installed_package_works_outside_the_tree(venv, wheel, tmp_path):
     assert out.strip() == "ok " + gkcp.__version__
 
 
-def test_installed_console_script_and_bench_help(venv, wheel, tmp_path):
+def test_installed_console_script_and_bench(venv, wheel, tmp_path):
+    """The gkcp command, and the bench's Go reference programs built from the
+    installed package (no checkout) into a fresh cache."""
     _, out = run([venv / "gkcp", "--version"], cwd=tmp_path)
     assert out.strip() == "gkcp " + gkcp.__version__
     _, out = run([venv / "python", "-m", "gkcp.bench", "--help"], cwd=tmp_path)
     assert "--plot" in out and "issue" not in out
+    build = ("from gkcp.bench.gobuild import build_go_program\n"
+             "print(build_go_program('peer'))\nprint(build_go_program('fecvec'))")
+    env_cache = tmp_path / "cache"
+    # Go keeps its compile cache under XDG_CACHE_HOME too: keep using the warm one.
+    go_cache = subprocess.run(["go", "env", "GOCACHE"], capture_output=True, text=True,
+                              timeout=60).stdout.strip()
+    proc = subprocess.run([str(venv / "python"), "-c", build], cwd=str(tmp_path), capture_output=True,
+                          text=True, timeout=600,
+                          env=dict(os.environ, XDG_CACHE_HOME=str(env_cache), GOCACHE=go_cache))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for binary in proc.stdout.split():
+        assert binary.startswith(str(env_cache / "gkcp" / "go")) and os.access(binary, os.X_OK)
 
 
 USER_CODE = """
@@ -204,3 +220,14 @@ def test_build_stops_naming_a_missing_c_file(tmp_path, monkeypatch):
     monkeypatch.setattr(build_ffi, "CSRC", str(partial))
     with pytest.raises(FileNotFoundError, match=r"fec\.c missing"):
         build_ffi.make_ffi()
+
+
+def test_a_source_tree_without_the_c_core_says_so(tmp_path):
+    """`python -m gkcp...` in a checkout whose gkcp/ shadows the installed
+    package (or was never built) names the cause instead of a bare
+    ModuleNotFoundError."""
+    (tmp_path / "gkcp").mkdir()
+    (tmp_path / "gkcp" / "__init__.py").write_bytes((REPO / "gkcp" / "__init__.py").read_bytes())
+    # -S: no site-packages, hence no editable install that would supply the core
+    code, out = run([sys.executable, "-S", "-c", "import gkcp"], cwd=tmp_path, check=False)
+    assert code == 1 and "gkcp._core" in out and "python build_ffi.py" in out, out
