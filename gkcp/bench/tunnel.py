@@ -13,7 +13,7 @@ per MB moved.  The payload is random bytes (incompressible, like TLS
 traffic): with compression on, both implementations try every chunk and
 send it uncompressed.  ``--payload text`` sends compressible bytes instead.
 
-Default flags (the issue's setting): --crypt aes --mode fast3 --smuxver 2
+Default flags: --crypt aes --mode fast3 --smuxver 2
 --sndwnd 2048 --rcvwnd 2048, kcptun's other defaults (compression on, FEC
 10/3, MTU 1350).  ``--flags "..."`` replaces the extra flags.
 """
