@@ -35,7 +35,7 @@ def rss_kib() -> int:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
 
 
-def from_many_ports(addr, count, payload, first_port=12000, batch=200):
+def from_many_ports(addr, count, payload, first_port=12000, batch=100):
     """Send payload(i) once from each of count distinct local ports
     (127.0.0.1), a batch of sockets at a time, yielding between batches so
     the listener's reader keeps up.  Returns the ports used."""
