@@ -117,16 +117,19 @@ def wait_tcp(port: int, timeout: float = START_TIMEOUT) -> None:
 
 class EchoServer:
     """TCP echo on 127.0.0.1 (a greenlet server): echoes until EOF, then
-    closes.  ``connections`` counts accepted connections."""
+    closes.  ``connections`` counts accepted connections, ``active`` the
+    ones still open."""
 
     def __init__(self) -> None:
         self.connections = 0
+        self.active = 0
         self.server = StreamServer(("127.0.0.1", 0), self._echo)
         self.server.start()
         self.port = self.server.server_port
 
     def _echo(self, sock, address) -> None:
         self.connections += 1
+        self.active += 1
         try:
             while True:
                 data = sock.recv(65536)
@@ -137,6 +140,7 @@ class EchoServer:
             pass
         finally:
             sock.close()
+            self.active -= 1
 
     def __enter__(self) -> "EchoServer":
         return self

@@ -234,7 +234,7 @@ def _go_bools(argv: Sequence[str], role: str) -> List[str]:
 
 def _apply_json(values: Dict[str, Any], path: str, role: str) -> None:
     """kcptun's -c: the file's keys override the flags (Go's json.Decode
-    into the already filled Config)."""
+    into the already filled Config; keys match in any case, as there)."""
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
@@ -246,6 +246,7 @@ def _apply_json(values: Dict[str, Any], path: str, role: str) -> None:
         raise ConfigError("-c %s: the top level must be a JSON object" % path)
     kinds = {f.name: f.kind for f in _flags(role)}
     for key, value in data.items():
+        key = key.lower()  # Go's encoding/json matches field tags case-insensitively
         if key not in kinds:
             raise ConfigError("-c %s: unknown key %r for the %s (known: %s)"
                               % (path, key, role, ", ".join(sorted(kinds))))
