@@ -28,6 +28,7 @@ import collections
 import dataclasses
 import errno
 import socket
+import threading
 import time
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
@@ -203,6 +204,7 @@ class Session:
         self.config = config
         self.is_client = is_client
         self._conn = conn
+        self._thread = threading.get_ident()
         self._proto = Protocol(client=is_client, version=config.version, max_frame_size=config.max_frame_size,
                                max_receive_buffer=config.max_receive_buffer,
                                max_stream_buffer=config.max_stream_buffer, backlog=config.backlog)
@@ -342,7 +344,13 @@ class Session:
             return _closed_error("smux session")
         return error.with_traceback(None)
 
+    def _check_thread(self) -> None:
+        if threading.get_ident() != self._thread:
+            raise RuntimeError("a gkcp.smux session is bound to the gevent hub of the thread that created it; "
+                               "use it and its streams from that thread")
+
     def _check_live(self) -> None:
+        self._check_thread()
         if self._ended.is_set():
             raise self._failure()
 
@@ -454,6 +462,7 @@ class Session:
         for writing (send raises OSError(EBADF)) while recv still returns the
         data already received and then raises OSError(EBADF); waiting calls
         wake up.  Greenlets of the session are gone when close() returns."""
+        self._check_thread()
         self._end(None)
 
     def stats(self) -> Dict[str, int]:
@@ -526,6 +535,7 @@ class Stream:
         return self._session
 
     def _check_open(self) -> None:
+        self._session._check_thread()
         if self._closed:
             raise _closed_error("smux stream")
 
@@ -653,6 +663,7 @@ class Stream:
         the stream (frames the peer still sends for it are dropped).  Later
         calls raise OSError(EBADF).  With makefile() objects open, this
         happens when the last of them is closed, as with sockets."""
+        self._session._check_thread()
         self._close_requested = True
         if self._io_refs <= 0:
             self._real_close()

@@ -549,6 +549,28 @@ def test_config_defaults_are_smux_defaults():
         config.replace(version=0)
 
 
+def test_other_threads_are_refused():
+    import threading
+    client, server = mux_pair("tcp")
+    with client, server:
+        stream = client.open_stream()
+        errors = []
+
+        def foreign():
+            for call in (client.open_stream, client.accept_stream, client.close, lambda: stream.recv(1),
+                         lambda: stream.send(b"x"), stream.close):
+                try:
+                    call()
+                except RuntimeError as exc:
+                    errors.append(exc)
+
+        thread = threading.Thread(target=foreign)
+        thread.start()
+        thread.join(10)
+        assert len(errors) == 6 and all("thread" in str(e) for e in errors)
+        assert not client.closed and not stream.closed
+
+
 def test_client_checks_its_arguments():
     with pytest.raises(TypeError, match="config"):
         smux.client(gsocket.socketpair()[0], {"version": 2})
