@@ -236,16 +236,15 @@ class Protocol:
             partial += data[:taken]
             if len(partial) < HEADER_SIZE:
                 return taken
-        _, cmd, length, _ = self._check_header(partial, 0)
+        _, cmd, length, sid = self._check_header(partial, 0)
         want = HEADER_SIZE + length - len(partial)
         more = min(want, len(data) - taken)
-        partial += data[taken:taken + more]
+        partial += memoryview(data)[taken:taken + more]
         taken += more
         if len(partial) < HEADER_SIZE + length:
             return taken
         self._partial = bytearray()
-        _, cmd, length, sid = HEADER.unpack_from(partial)
-        self._frame(cmd, length, sid, bytes(partial[HEADER_SIZE:]), events)
+        self._frame(cmd, length, sid, bytes(memoryview(partial)[HEADER_SIZE:]), events)
         return taken
 
     def _parse(self, data: bytes, offset: int, events: List[Event]) -> None:
