@@ -10,22 +10,23 @@ from gevent import socket as gsocket
 Address = Tuple[Any, ...]
 
 
-def parse_address(address: Any) -> Tuple[str, int]:
-    """(host, port) from a tuple or a 'host:port' string, with clear errors."""
+def parse_address(address: Any, name: str = "address") -> Tuple[str, int]:
+    """(host, port) from a tuple or a 'host:port' string, with errors that
+    name the argument."""
     if isinstance(address, str):
         host, sep, port = address.rpartition(":")
         if not sep or not port.isdigit():
-            raise ValueError("address must be 'host:port', got %r" % address)
+            raise ValueError("%s must be 'host:port', got %r" % (name, address))
         address = (host.strip("[]"), int(port))
     if not isinstance(address, tuple) or len(address) < 2:
-        raise TypeError("address must be a (host, port) tuple or 'host:port', got %r" % (address,))
+        raise TypeError("%s must be a (host, port) tuple or 'host:port', got %r" % (name, address))
     host, port = address[0], address[1]
     if not isinstance(host, str):
-        raise TypeError("host must be a str, got %s" % type(host).__name__)
+        raise TypeError("%s: host must be a str, got %s" % (name, type(host).__name__))
     if isinstance(port, bool) or not isinstance(port, int):
-        raise TypeError("port must be an int, got %s" % type(port).__name__)
+        raise TypeError("%s: port must be an int, got %s" % (name, type(port).__name__))
     if not 0 <= port <= 65535:
-        raise ValueError("port must be in 0..65535, got %d" % port)
+        raise ValueError("%s: port must be in 0..65535, got %d" % (name, port))
     return host, port
 
 

@@ -18,12 +18,13 @@ import weakref
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import gevent
+from gevent import socket as gsocket
 from gevent.event import Event
 from gevent.hub import get_hub
 from gevent.monkey import get_original
 
 from ._core import ffi, lib
-from .options import Options
+from .options import Options, duration_ms
 
 __all__ = ["Engine", "Endpoint", "get_engine", "now_ms"]
 
@@ -32,6 +33,9 @@ __all__ = ["Engine", "Endpoint", "get_engine", "now_ms"]
 # belongs to a hub, and a hub to an OS thread, not to a greenlet.
 _thread_ident = get_original("_thread", "get_ident")
 _thread_local = get_original("_thread", "_local")
+# What a caller may hand to dial/listen as sock=: a stdlib socket (even when
+# gevent.monkey has replaced socket.socket) or a gevent one.
+_SOCKET_TYPES = (get_original("socket", "socket"), gsocket.socket)
 
 _BATCHES_PER_WAKEUP = 8
 _EVENTS_PER_CALL = 256
@@ -54,7 +58,7 @@ def c_config(options: Options) -> Any:
     cfg.stream = int(bool(options.stream))
     cfg.ack_nodelay = int(bool(options.ack_nodelay))
     cfg.write_delay = int(bool(options.write_delay))
-    cfg.idle_timeout_ms = 0 if options.idle_timeout is None else max(1, int(options.idle_timeout * 1000))
+    cfg.idle_timeout_ms = 0 if options.idle_timeout is None else max(1, duration_ms(options.idle_timeout))
     return cfg
 
 
@@ -279,6 +283,19 @@ def open_udp_socket(family: int, options: Options, bind_to: Any = None,
         sock.close()
         raise
     return sock
+
+
+def check_udp_socket(sock: Any, family: Optional[int] = None) -> None:
+    """sock, given to dial or listen, is an open UDP socket (of family, if given)."""
+    if not isinstance(sock, _SOCKET_TYPES):
+        raise TypeError("sock must be a UDP socket.socket, not %s" % type(sock).__name__)
+    if sock.fileno() < 0:
+        raise ValueError("sock is closed")
+    if sock.type != socket.SOCK_DGRAM:
+        raise ValueError("sock must be a UDP (SOCK_DGRAM) socket")
+    if family is not None and sock.family != family:
+        raise ValueError("sock is %s but the address is %s" % (socket.AddressFamily(sock.family).name,
+                                                                socket.AddressFamily(family).name))
 
 
 def make_crypt(options: Options) -> Tuple[Any, bool]:

@@ -8,21 +8,21 @@ from __future__ import annotations
 
 import collections
 import socket
-import time
 from typing import Any, Deque, Optional, Tuple
 
 from gevent.event import Event
 
 from ._addr import resolve
+from ._blocking import Blocking
 from ._core import lib
-from .engine import Endpoint, get_engine, make_crypt, open_udp_socket
+from .engine import Endpoint, check_udp_socket, get_engine, make_crypt, open_udp_socket
 from .options import Options, make_options
 from .session import Session, _closed_error
 
 __all__ = ["Listener", "listen"]
 
 
-class Listener:
+class Listener(Blocking):
     """Accepts sessions like a listening socket: ``accept()`` returns
     ``(session, address)``, honours ``settimeout``, and at most ``backlog``
     sessions wait to be accepted (packets that would start more are dropped
@@ -47,31 +47,19 @@ class Listener:
     def accept(self) -> Tuple[Session, Tuple[Any, ...]]:
         """The next new session and its peer address; blocks (cooperatively)
         up to the timeout, then raises socket.timeout."""
-        end = None if not self._timeout else time.monotonic() + self._timeout
-        while True:
+
+        def attempt() -> Optional[Tuple[Session, Tuple[Any, ...]]]:
             if self._endpoint is None:
                 raise _closed_error()
             self._engine.check_thread()
-            if self._pending:
+            while self._pending:
                 session = self._pending.popleft()
-                if session.closed:
-                    continue
-                lib.gk_sess_accepted(session._c)
-                return session, session.getpeername()
-            if self._timeout == 0.0:
-                raise BlockingIOError(11, "Resource temporarily unavailable")
-            self._ready.clear()
-            left = None if end is None else end - time.monotonic()
-            if (left is not None and left <= 0) or not self._ready.wait(left):
-                raise socket.timeout("timed out")
+                if not session.closed:
+                    lib.gk_sess_accepted(session._c)
+                    return session, session.getpeername()
+            return None
 
-    def settimeout(self, timeout: Optional[float]) -> None:
-        if timeout is not None and timeout < 0:
-            raise ValueError("Timeout value out of range")
-        self._timeout = None if timeout is None else float(timeout)
-
-    def gettimeout(self) -> Optional[float]:
-        return self._timeout
+        return self._block_until(attempt, self._ready)
 
     def getsockname(self) -> Tuple[Any, ...]:
         if self._endpoint is None:
@@ -119,10 +107,11 @@ def listen(address: Any, *, sock: Optional[socket.socket] = None, **options: Any
     """A Listener on address ((host, port) or 'host:port'), or on an existing
     UDP socket (kcp-go's ServeConn).  Options: see gkcp.Options."""
     opts = make_options(**options)
-    crypt = make_crypt(opts)
     if sock is None:
         family, sockaddr = resolve(address, passive=True)
+    else:
+        check_udp_socket(sock)
+    crypt = make_crypt(opts)
+    if sock is None:  # a cipher dropped on failure is freed with its last reference
         sock = open_udp_socket(family, opts, bind_to=sockaddr)
-    elif sock.type != socket.SOCK_DGRAM:
-        raise ValueError("sock must be a UDP (SOCK_DGRAM) socket")
     return Listener(sock, opts, crypt)

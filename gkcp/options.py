@@ -11,13 +11,18 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Optional, Union
 
-__all__ = ["Options", "make_options", "OPTION_NAMES"]
+__all__ = ["Options", "make_options", "OPTION_NAMES", "MAX_DURATION"]
 
 MTU_LIMIT = 1500
 CRYPT_HEADER = 20
 FEC_HEADER = 8
 KCP_OVERHEAD = 24
 MAX_WINDOW = 65535  # the wnd field is 16 bits wide
+# The C core compares millisecond times as signed 32-bit differences, so no
+# duration may reach 2**31 ms; every seconds option is bounded by this.
+MAX_DURATION_MS = 2 ** 31 - 1
+MAX_DURATION = MAX_DURATION_MS / 1000  #: seconds (about 24.8 days)
+_FLAGS = ("stream", "ack_nodelay", "write_delay", "mmsg", "reuse_port", "announce")
 
 
 @dataclasses.dataclass
@@ -61,18 +66,14 @@ class Options:
 
     def validate(self) -> "Options":
         _int_in("mtu", self.mtu, 50, MTU_LIMIT)
-        if self.mtu - KCP_OVERHEAD - self.header_bytes() < 1:
-            raise ValueError("mtu %d leaves no room for data after %d header bytes"
-                             % (self.mtu, KCP_OVERHEAD + self.header_bytes()))
         _int_in("sndwnd", self.sndwnd, 1, MAX_WINDOW)
         _int_in("rcvwnd", self.rcvwnd, 1, MAX_WINDOW)
         _int_in("nodelay", self.nodelay, 0, 2)
         _int_in("interval", self.interval, 10, 5000)
         _int_in("resend", self.resend, 0, 1 << 16)
         _int_in("nc", self.nc, 0, 1)
-        for flag in ("stream", "ack_nodelay", "write_delay", "mmsg", "reuse_port", "announce"):
-            if not isinstance(getattr(self, flag), (bool, int)):
-                raise TypeError("%s must be a bool, not %s" % (flag, type(getattr(self, flag)).__name__))
+        for flag in _FLAGS:
+            _flag(flag, getattr(self, flag))
         _int_in("data_shards", self.data_shards, 0, 255)
         _int_in("parity_shards", self.parity_shards, 0, 255)
         if self.parity_shards > 0 and self.data_shards == 0:
@@ -101,6 +102,10 @@ class Options:
             raise ValueError("crypt=%r needs key=bytes" % self.crypt)
         if self.key is not None and not isinstance(self.key, (bytes, bytearray, memoryview)):
             raise TypeError("key must be bytes, not %s" % type(self.key).__name__)
+        # last: the header room depends on the FEC and crypt fields checked above
+        if self.mtu - KCP_OVERHEAD - self.header_bytes() < 1:
+            raise ValueError("mtu %d leaves no room for data after %d header bytes"
+                             % (self.mtu, KCP_OVERHEAD + self.header_bytes()))
         return self
 
 
@@ -117,15 +122,35 @@ def make_options(base: Optional[Options] = None, **kwargs: Any) -> Options:
     return options.validate()
 
 
-def _int_in(name: str, value: Any, low: int, high: int) -> None:
+def duration_ms(seconds: float) -> int:
+    """A validated seconds option as the core's milliseconds."""
+    return min(MAX_DURATION_MS, int(seconds * 1000))
+
+
+def int_argument(name: str, value: Any) -> int:
+    """value if it is an int (a bool is not), else TypeError naming it."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError("%s must be an int, not %s" % (name, type(value).__name__))
-    if not low <= value <= high:
+    return value
+
+
+def _int_in(name: str, value: Any, low: int, high: int) -> None:
+    if not low <= int_argument(name, value) <= high:
         raise ValueError("%s must be in %d..%d, got %d" % (name, low, high, value))
+
+
+def _flag(name: str, value: Any) -> None:
+    if isinstance(value, bool):
+        return
+    if not isinstance(value, int):
+        raise TypeError("%s must be a bool, not %s" % (name, type(value).__name__))
+    if value not in (0, 1):
+        raise ValueError("%s must be a bool (or 0/1), got %d" % (name, value))
 
 
 def _seconds(name: str, value: Union[int, float]) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError("%s must be a number of seconds, not %s" % (name, type(value).__name__))
-    if value < 0 or value != value:
-        raise ValueError("%s must be >= 0, got %r" % (name, value))
+    if not 0 <= value <= MAX_DURATION:  # also false for NaN
+        raise ValueError("%s must be a finite number of seconds in 0..%s (2**31-1 ms, the core's limit), "
+                         "got %r" % (name, MAX_DURATION, value))

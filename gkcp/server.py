@@ -72,6 +72,8 @@ class KCPServer(BaseServer):
 
     def __init__(self, listener: Union[Address, Listener], handle: Optional[Handler] = None,
                  spawn: Any = "default", **kcp_options: Any) -> None:
+        _check_callable("handle", handle)
+        _check_spawn(spawn)
         self._init_kcp(listener, kcp_options)
         super().__init__(listener, handle=handle, spawn=spawn)
 
@@ -91,7 +93,7 @@ class KCPServer(BaseServer):
             self.address = listener.getsockname()
             self.family = socket.AF_INET6 if len(self.address) > 2 else socket.AF_INET
         else:
-            host, port = parse_address(listener)
+            host, port = parse_address(listener, "listener")
             self.family = socket.AF_INET6 if ":" in host else socket.AF_INET
             self.address = (host, port)
 
@@ -236,6 +238,8 @@ class KCPWSGIServer(KCPServer, pywsgi.WSGIServer):
         if tls:
             raise TypeError("KCPWSGIServer does not take %s: not a WSGIServer or gkcp option "
                             "(TLS needs SSLContext.wrap_bio over a session)" % ", ".join(tls))
+        _check_callable("application", application)
+        _check_spawn(kwargs.get("spawn", "default"))
         # WSGIServer.__init__ reaches KCPServer's methods through the MRO but
         # not KCPServer.__init__, so set up its state first.
         self._init_kcp(listener, kcp_options)
@@ -247,3 +251,21 @@ class KCPWSGIServer(KCPServer, pywsgi.WSGIServer):
 
 
 _WSGI_KWARGS = frozenset({"spawn", "log", "error_log", "handler_class", "environ"})
+_MAX_POOL = 2 ** 31 - 1
+
+
+def _check_callable(name: str, value: Any) -> None:
+    if value is not None and not callable(value):
+        raise TypeError("%s must be callable or None, not %s" % (name, type(value).__name__))
+
+
+def _check_spawn(spawn: Any) -> None:
+    """BaseServer takes anything here and fails at the first session; fail now."""
+    if spawn is None or spawn == "default" or hasattr(spawn, "spawn"):
+        return
+    if isinstance(spawn, int) and not isinstance(spawn, bool):
+        if not 1 <= spawn <= _MAX_POOL:
+            raise ValueError("spawn (a pool size) must be in 1..%d, got %d" % (_MAX_POOL, spawn))
+        return
+    if not callable(spawn):
+        raise TypeError("spawn must be 'default', None, a pool size, a Pool or a callable, not %r" % (spawn,))

@@ -9,29 +9,35 @@ data arrived or the send window opened.  Timeouts follow the socket module
 from __future__ import annotations
 
 import errno
-import os
 import io
+import math
+import operator
+import os
 import socket
-import time
 from typing import Any, Dict, Optional, Tuple
 
 from gevent.event import Event
 
-from ._addr import from_sockaddr
+from ._addr import from_sockaddr, parse_address
+from ._blocking import Blocking, parse_timeout
 from ._core import ffi, lib
 from .engine import Endpoint, Engine, now_ms
-from .options import Options, make_options
+from .options import Options, duration_ms, int_argument, make_options
 
 __all__ = ["Session"]
 
 _INFO_FIELDS = [name for name, _ in ffi.typeof("gk_kcp_info").fields]
+# Bytes one recv/send call moves at most, as a stream socket may return
+# fewer: bounds the engine's shared receive buffer (a KCP message, at most
+# 255 fragments of an MTU, always fits whole).
+_MAX_IO = 1 << 20
 
 
 def _closed_error() -> OSError:
     return OSError(errno.EBADF, "Bad file descriptor (session closed)")
 
 
-class Session:
+class Session(Blocking):
     """A KCP session (kcp-go's UDPSession), usable wherever a connected
     stream socket is expected.
 
@@ -86,22 +92,6 @@ class Session:
         n = lib.gk_sess_peer(self._c, raw, 128)
         return from_sockaddr(ffi.buffer(raw, n)[:])
 
-    def _wait(self, event: Event, deadline: Optional[float], end: Optional[float]) -> None:
-        """Block until event is set, the timeout's end or the deadline."""
-        if self._timeout == 0.0:
-            raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
-        limit = None if end is None else end - time.monotonic()
-        if deadline is not None:
-            left = deadline - time.time()
-            limit = left if limit is None else min(limit, left)
-        if limit is not None and limit <= 0:
-            raise socket.timeout("timed out")
-        if not event.wait(limit):
-            raise socket.timeout("timed out")
-
-    def _op_end(self) -> Optional[float]:
-        return None if not self._timeout else time.monotonic() + self._timeout
-
     def _ended(self, code: int, reading: bool) -> Any:
         status = -code
         if status == lib.GK_ST_IDLE:
@@ -117,124 +107,118 @@ class Session:
     # -- reading --------------------------------------------------------------------
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        """Up to bufsize bytes; in message mode at most one message (its next
-        part if bufsize is smaller).  Returns b'' once the session ended by
-        idle timeout or was shut down for reading."""
-        if isinstance(bufsize, bool) or not isinstance(bufsize, int):
-            raise TypeError("bufsize must be an int")
-        if bufsize < 0:
+        """Up to bufsize bytes (at most 1 MiB per call); in message mode at
+        most one message (its next part if bufsize is smaller).  Returns b''
+        once the session ended by idle timeout or was shut down for reading."""
+        if int_argument("bufsize", bufsize) < 0:
             raise ValueError("negative buffersize in recv")
-        buf = self._engine.scratch_buffer(bufsize)
-        n = self._recv(buf, bufsize)
+        _no_flags(flags)
+        size = min(bufsize, _MAX_IO)
+        buf = self._engine.scratch_buffer(size)
+        n = self._recv(buf, size)
         if isinstance(n, bytes):
             return n
         return ffi.buffer(buf, n)[:]
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-        """Like socket.recv_into: fill buffer (or its first nbytes) and return the count."""
-        view = ffi.from_buffer(buffer, require_writable=True)
-        if nbytes < 0:
+        """Like socket.recv_into: fill buffer (or its first nbytes, at most
+        1 MiB per call) and return the count."""
+        try:
+            view = ffi.from_buffer(buffer, require_writable=True)
+        except (TypeError, BufferError):
+            raise TypeError("recv_into() argument 'buffer' must be read-write bytes-like object, not %s"
+                            % type(buffer).__name__) from None
+        if int_argument("nbytes", nbytes) < 0:
             raise ValueError("negative buffersize in recv_into")
+        _no_flags(flags)
         size = len(view) if nbytes == 0 else nbytes
         if size > len(view):
             raise ValueError("buffer too small for requested bytes")
-        n = self._recv(view, size)
+        n = self._recv(view, min(size, _MAX_IO))
         return 0 if isinstance(n, bytes) else n
 
     def _recv(self, buf: Any, size: int) -> Any:
-        c = self._live()
-        if size == 0 or self._shut_rd:
+        """How many bytes were read into buf, or b'' at the end of the session."""
+        self._live()
+        if size == 0:
             return b""
-        end = None
-        while True:
+
+        def attempt() -> Any:
+            c = self._live()
+            if self._shut_rd:
+                return b""
             n = lib.gk_sess_recv(c, buf, size, now_ms())
             if n > 0:
                 return n
             if n < 0:
                 return self._ended(n, reading=True)
-            # Only other greenlets set the event and none ran since the call
-            # above, so clearing it now cannot lose a wake-up.
-            self._readable.clear()
-            if end is None:
-                end = self._op_end()
-            self._wait(self._readable, self._read_deadline, end)
-            c = self._live()
+            return None
+
+        return self._block_until(attempt, self._readable, lambda: self._read_deadline)
 
     # -- writing ---------------------------------------------------------------------
 
     def send(self, data: Any, flags: int = 0) -> int:
         """Queue as much of data as the send window takes (blocking until
-        some fits) and return the count."""
-        c = self._live()
-        if self._shut_wr:
-            raise BrokenPipeError(errno.EPIPE, "Broken pipe (session shut down for writing)")
-        view = ffi.from_buffer(data)
+        some fits, at most 1 MiB per call) and return the count."""
+        view = _bytes_view(data)
+        _no_flags(flags)
+        self._writer_live()
         if len(view) == 0:
             return 0
-        end = None
-        while True:
-            n = lib.gk_sess_send(c, view, len(view), now_ms())
-            if n > 0:
-                self._engine.wake_if_needed()
-                return n
+        size = min(len(view), _MAX_IO)
+
+        def attempt() -> Optional[int]:
+            n = lib.gk_sess_send(self._writer_live(), view, size, now_ms())
             if n < 0:
                 self._ended(n, reading=False)
-            self._writable.clear()  # as in _recv: nothing ran since the call
-            if end is None:
-                end = self._op_end()
-            self._wait(self._writable, self._write_deadline, end)
-            c = self._live()
+            if n == 0:
+                return None
+            self._engine.wake_if_needed()
+            return n
+
+        return self._block_until(attempt, self._writable, lambda: self._write_deadline)
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         """Queue all of data; the timeout bounds the whole call, as in the
         socket module."""
+        view = _bytes_view(data)
+        _no_flags(flags)
+        self._writer_live()
+        total, sent = len(view), 0
+
+        def attempt() -> Optional[bool]:
+            nonlocal sent
+            while sent < total:
+                n = lib.gk_sess_send(self._writer_live(), view + sent, min(total - sent, _MAX_IO), now_ms())
+                if n < 0:
+                    self._ended(n, reading=False)
+                if n == 0:
+                    return None
+                self._engine.wake_if_needed()
+                sent += n
+            return True
+
+        self._block_until(attempt, self._writable, lambda: self._write_deadline)
+
+    def _writer_live(self) -> Any:
         c = self._live()
         if self._shut_wr:
             raise BrokenPipeError(errno.EPIPE, "Broken pipe (session shut down for writing)")
-        view = ffi.from_buffer(data)
-        total, sent = len(view), 0
-        end = self._op_end()
-        while sent < total:
-            n = lib.gk_sess_send(c, view + sent, total - sent, now_ms())
-            if n > 0:
-                self._engine.wake_if_needed()
-                sent += n
-                continue
-            if n < 0:
-                self._ended(n, reading=False)
-            self._writable.clear()  # as in _recv: nothing ran since the call
-            self._wait(self._writable, self._write_deadline, end)
-            c = self._live()
+        return c
 
     # -- timeouts and deadlines ----------------------------------------------------------
-
-    def settimeout(self, timeout: Optional[float]) -> None:
-        if timeout is not None:
-            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-                raise TypeError("timeout must be a number or None")
-            if timeout < 0:
-                raise ValueError("Timeout value out of range")
-            timeout = float(timeout)
-        self._timeout = timeout
-
-    def gettimeout(self) -> Optional[float]:
-        return self._timeout
-
-    def setblocking(self, flag: bool) -> None:
-        self._timeout = None if flag else 0.0
-
-    def getblocking(self) -> bool:
-        return self._timeout != 0.0
 
     def set_deadline(self, t: Optional[float]) -> None:
         """Absolute time (time.time()) after which reads and writes raise
         socket.timeout; None clears it (Go's SetDeadline)."""
-        self.set_read_deadline(t)
-        self.set_write_deadline(t)
+        self._read_deadline = self._write_deadline = _deadline(t)
+        self._readable.set()  # waiting greenlets re-evaluate their limit
+        self._writable.set()
 
     def set_read_deadline(self, t: Optional[float]) -> None:
         self._read_deadline = _deadline(t)
-        self._readable.set()  # a waiting reader re-evaluates its limit
+        self._readable.set()
 
     def set_write_deadline(self, t: Optional[float]) -> None:
         self._write_deadline = _deadline(t)
@@ -262,7 +246,7 @@ class Session:
             return
         self._engine.check_thread()
         self._c = None
-        freed = lib.gk_sess_close(c, now_ms(), int(self._options.linger * 1000))
+        freed = lib.gk_sess_close(c, now_ms(), duration_ms(self._options.linger))
         self._engine.forget_session(self.id, self._endpoint, lingering=not freed)
         self._readable.set()
         self._writable.set()
@@ -279,7 +263,7 @@ class Session:
         BrokenPipeError (queued data is still delivered); SHUT_RD makes later
         recv calls return b''."""
         self._live()
-        if how not in (socket.SHUT_RD, socket.SHUT_WR, socket.SHUT_RDWR):
+        if int_argument("how", how) not in (socket.SHUT_RD, socket.SHUT_WR, socket.SHUT_RDWR):
             raise ValueError("how must be SHUT_RD, SHUT_WR or SHUT_RDWR")
         if how in (socket.SHUT_RD, socket.SHUT_RDWR):
             self._shut_rd = True
@@ -318,8 +302,14 @@ class Session:
         """TCP_NODELAY maps to KCP's ack no-delay; other options raise
         OSError(ENOPROTOOPT), which stdlib clients tolerate."""
         self._live()
+        int_argument("level", level)
+        int_argument("option", option)
         if level == socket.IPPROTO_TCP and option == socket.TCP_NODELAY:
-            self.set_ack_no_delay(bool(value))
+            try:
+                on = operator.index(value)
+            except TypeError:
+                raise TypeError("TCP_NODELAY value must be an int, not %s" % type(value).__name__) from None
+            self.set_ack_no_delay(on != 0)
             return
         raise OSError(errno.ENOPROTOOPT, "Protocol not available (KCP session)")
 
@@ -328,6 +318,9 @@ class Session:
         ECONNREFUSED once an ICMP port unreachable answered a dialed
         session), cleared by reading it."""
         self._live()
+        int_argument("level", level)
+        int_argument("option", option)
+        int_argument("buflen", buflen)
         if level == socket.IPPROTO_TCP and option == socket.TCP_NODELAY:
             return int(bool(self._options.ack_nodelay))
         if level == socket.SOL_SOCKET and option == socket.SO_ERROR:
@@ -337,31 +330,35 @@ class Session:
     def makefile(self, mode: str = "r", buffering: Optional[int] = None, *, encoding: Optional[str] = None,
                  errors: Optional[str] = None, newline: Optional[str] = None) -> Any:
         """A file object over the session, as socket.socket.makefile."""
-        if not set(mode) <= {"r", "w", "b"}:
+        if not isinstance(mode, str) or not set(mode) <= {"r", "w", "b"}:
             raise ValueError("invalid mode %r (only r, w, b allowed)" % (mode,))
+        if buffering is None:
+            buffering = -1
+        if int_argument("buffering", buffering) < 0:
+            buffering = io.DEFAULT_BUFFER_SIZE
         writing = "w" in mode
         reading = "r" in mode or not writing
         binary = "b" in mode
+        if buffering == 0 and not binary:
+            raise ValueError("unbuffered streams must be binary")
         rawmode = ("r" if reading else "") + ("w" if writing else "")
         raw = socket.SocketIO(self, rawmode)  # type: ignore[arg-type]
         self._io_refs += 1
-        if buffering is None:
-            buffering = -1
-        if buffering < 0:
-            buffering = io.DEFAULT_BUFFER_SIZE
         if buffering == 0:
-            if not binary:
-                raise ValueError("unbuffered streams must be binary")
             return raw
-        if reading and writing:
-            buffer: Any = io.BufferedRWPair(raw, raw, buffering)
-        elif reading:
-            buffer = io.BufferedReader(raw, buffering)
-        else:
-            buffer = io.BufferedWriter(raw, buffering)
-        if binary:
-            return buffer
-        text = io.TextIOWrapper(buffer, encoding, errors, newline)
+        try:
+            if reading and writing:
+                buffer: Any = io.BufferedRWPair(raw, raw, buffering)
+            elif reading:
+                buffer = io.BufferedReader(raw, buffering)
+            else:
+                buffer = io.BufferedWriter(raw, buffering)
+            if binary:
+                return buffer
+            text = io.TextIOWrapper(buffer, encoding, errors, newline)
+        except BaseException:  # e.g. an unknown encoding: the session must stay closable
+            raw.close()
+            raise
         text.mode = mode  # type: ignore[misc]
         return text
 
@@ -394,13 +391,13 @@ class Session:
         self._reconfigure(mtu=mtu)
 
     def set_stream_mode(self, enable: bool) -> None:
-        self._reconfigure(stream=bool(enable))
+        self._reconfigure(stream=enable)
 
     def set_ack_no_delay(self, enable: bool) -> None:
-        self._reconfigure(ack_nodelay=bool(enable))
+        self._reconfigure(ack_nodelay=enable)
 
     def set_write_delay(self, enable: bool) -> None:
-        self._reconfigure(write_delay=bool(enable))
+        self._reconfigure(write_delay=enable)
 
     def set_dead_link(self, transmissions: int) -> None:
         self._reconfigure(dead_link=transmissions)
@@ -445,8 +442,26 @@ def _deadline(t: Optional[float]) -> Optional[float]:
     if t is None:
         return None
     if isinstance(t, bool) or not isinstance(t, (int, float)):
-        raise TypeError("deadline must be a time.time() value or None")
-    return float(t)
+        raise TypeError("deadline must be a time.time() value or None, not %s" % type(t).__name__)
+    try:
+        at = float(t)
+    except OverflowError:
+        at = math.inf
+    if not math.isfinite(at):
+        raise ValueError("deadline must be a finite time.time() value, got %r" % (t,))
+    return at
+
+
+def _bytes_view(data: Any) -> Any:
+    try:
+        return ffi.from_buffer(data)
+    except TypeError:
+        raise TypeError("a bytes-like object is required, not %r" % type(data).__name__) from None
+
+
+def _no_flags(flags: Any) -> None:
+    if int_argument("flags", flags) != 0:
+        raise ValueError("flags are not supported on a KCP session, got %d" % flags)
 
 
 _DEFAULT = object()
@@ -455,26 +470,33 @@ _DEFAULT = object()
 def dial(address: Any, *, conv: Optional[int] = None, sock: Optional[socket.socket] = None,
          source_address: Optional[Tuple[str, int]] = None, **options: Any) -> Session:
     """A session to address ((host, port) or 'host:port'), over a new UDP
-    socket or over sock (kcp-go's NewConn).  conv defaults to 32 random bits.
-    Options: see gkcp.Options.  KCP has no handshake, so this never blocks and
-    never fails for an absent peer; with announce=True (the default) one
-    window-tell segment goes out at once so the peer's listener accepts the
-    session before this side writes (a server may then speak first)."""
+    socket connected to it, or over sock (kcp-go's NewConn; the session then
+    owns it).  conv defaults to 32 random bits.  Options: see gkcp.Options.
+    KCP has no handshake, so this never blocks and never fails for an absent
+    peer; with announce=True (the default) one window-tell segment goes out
+    at once so the peer's listener accepts the session before this side
+    writes (a server may then speak first)."""
     from ._addr import resolve, to_sockaddr
-    from .engine import get_engine, make_crypt, open_udp_socket
+    from .engine import check_udp_socket, get_engine, make_crypt, open_udp_socket
 
     opts = make_options(**options)
     if conv is None:
         conv = int.from_bytes(os.urandom(4), "little")
-    elif isinstance(conv, bool) or not isinstance(conv, int) or not 0 <= conv <= 0xFFFFFFFF:
-        raise ValueError("conv must be an int in 0..2**32-1, got %r" % (conv,))
+    elif not 0 <= int_argument("conv", conv) <= 0xFFFFFFFF:
+        raise ValueError("conv must be in 0..2**32-1, got %d" % conv)
+    if source_address is not None:
+        if sock is not None:
+            raise ValueError("give either sock or source_address, not both")
+        parse_address(source_address, "source_address")
     family, sockaddr = resolve(address)
+    if sockaddr[1] == 0:
+        raise ValueError("address: port 0 cannot be dialed, got %r" % (address,))
+    if sock is not None:
+        check_udp_socket(sock, family)
     crypt = make_crypt(opts)
-    if sock is None:
-        bind_to = source_address if source_address is not None else ("::" if family == socket.AF_INET6 else "0.0.0.0", 0)
+    if sock is None:  # a cipher dropped on failure is freed with its last reference
+        bind_to = source_address or ("::" if family == socket.AF_INET6 else "0.0.0.0", 0)
         sock = open_udp_socket(family, opts, bind_to=bind_to, connect_to=sockaddr)
-    elif sock.type != socket.SOCK_DGRAM:
-        raise ValueError("sock must be a UDP (SOCK_DGRAM) socket")
     engine = get_engine()
     endpoint = Endpoint(engine, sock, False, opts, crypt)
     raw = to_sockaddr(family, sockaddr)
@@ -488,12 +510,9 @@ def dial(address: Any, *, conv: Optional[int] = None, sock: Optional[socket.sock
 def create_connection(address: Any, timeout: Any = _DEFAULT, source_address: Optional[Tuple[str, int]] = None,
                       **options: Any) -> Session:
     """socket.create_connection for KCP: a Session with the given timeout
-    (default: socket.getdefaulttimeout()) and KCP options."""
+    (default: socket.getdefaulttimeout(); the checks of settimeout) and KCP
+    options."""
+    timeout = socket.getdefaulttimeout() if timeout is _DEFAULT else parse_timeout(timeout)
     session = dial(address, source_address=source_address, **options)
-    if timeout is not _DEFAULT:
-        try:
-            session.settimeout(timeout)
-        except BaseException:
-            session.close()
-            raise
+    session.settimeout(timeout)
     return session

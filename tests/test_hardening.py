@@ -12,7 +12,7 @@ import gevent
 import pytest
 
 import gkcp
-from conftest import resource_usage, wait_until
+from conftest import closed_udp_port, resource_usage, wait_until
 from pyroles import recv_exactly
 
 FAST = dict(nodelay=1, interval=10, resend=2, nc=1)
@@ -157,16 +157,8 @@ def test_datagrams_from_a_third_address_never_redirect_a_dialed_session():
             attacker.close()
 
 
-def _closed_udp_port():
-    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
-    return port
-
-
 def test_icmp_refusal_is_kept_as_so_error_and_the_reader_goes_on():
-    port = _closed_udp_port()
+    port = closed_udp_port()
     client = gkcp.dial(("127.0.0.1", port), **FAST)  # the announce draws an ICMP port unreachable
     errors = []
     assert wait_until(lambda: errors.append(client.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
