@@ -319,8 +319,8 @@ class Session:
         wake every waiter."""
         if self._ended.is_set():
             return
-        self._ended.set()
         self._error = error
+        self._ended.set()
         current = gevent.getcurrent()
         gevent.killall([g for g in self._greenlets if g is not current], block=True)
         try:

@@ -9,7 +9,9 @@ import pytest
 from gevent import socket as gsocket
 
 import gkcp
+import smuxpeer
 from gkcp import smux
+from gkcp.bench import gobuild
 from gkcp.bench.wire import stream_digest
 from smuxpeer import SmuxPeer, run_opener, serve_stream
 
@@ -123,3 +125,15 @@ def test_keepalives_keep_both_sides_alive(go_smux_peer_bin):
             assert mux.stats()["keepalives_in"] >= 3
             peer.wait()
     assert peer.streams == [{"id": sid, "op": "E", "n": NBYTES, "hex": expected(7)}]
+
+
+def test_missing_smux_source_fails_the_build(monkeypatch, tmp_path):
+    monkeypatch.setattr(smuxpeer, "SMUX_SRC", tmp_path / "absent")
+    with pytest.raises(gobuild.GoBuildError, match="golang-github-xtaci-smux-dev"):
+        smuxpeer.build_smux_peer()
+
+
+def test_missing_go_fails_the_build(monkeypatch):
+    monkeypatch.setattr(gobuild.shutil, "which", lambda name: None)
+    with pytest.raises(gobuild.GoBuildError, match="Go toolchain"):
+        smuxpeer.build_smux_peer()
