@@ -393,3 +393,47 @@ def test_constructor_checks():
         Protocol(client=True, version=3)
     with pytest.raises(ValueError, match="max_frame_size"):
         Protocol(client=True, max_frame_size=65536)
+
+
+def test_random_mutations_raise_only_protocol_errors():
+    """Fuzz: a valid byte stream with random bytes changed, cut or inserted,
+    fed in random pieces, either parses or raises ProtocolError; the receive
+    budget always equals the room left by what the streams buffer."""
+    import random
+    rng = random.Random(11)
+    client, _ = pair(version=2, max_frame_size=700)
+    valid = bytearray()
+    sids = [client.open_stream() for _ in range(4)]
+    for i in range(40):
+        valid += wire(client.frame_data(sids[i % 4], bytes([i]) * rng.randrange(1, 2000))[0])
+        if i % 7 == 0:
+            valid += upd(2, sids[i % 4], 0, 65536) + frame(2, CMD_NOP, 0)
+    valid += client.data_to_send() + frame(2, CMD_FIN, sids[0])
+    outcomes = {"parsed": 0, "protocol error": 0}
+    for _ in range(400):
+        data = bytearray(valid)
+        for _ in range(rng.randrange(1, 4)):
+            at = rng.randrange(len(data))
+            action = rng.randrange(3)
+            if action == 0:
+                data[at] = rng.randrange(256)
+            elif action == 1:
+                del data[at:at + rng.randrange(1, 20)]
+            else:
+                data[at:at] = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 9)))
+        server = Protocol(client=False, version=2, backlog=3, max_receive_buffer=50000, max_stream_buffer=50000)
+        try:
+            offset = 0
+            while offset < len(data):
+                step = rng.randrange(1, 3000)
+                server.receive_data(bytes(data[offset:offset + step]))
+                offset += step
+                while server.accept() is not None:
+                    pass
+            outcomes["parsed"] += 1
+        except ProtocolError:
+            outcomes["protocol error"] += 1
+        buffered = sum(s.buffered for s in server._streams.values())
+        assert server.receive_budget == server.max_receive_buffer - buffered
+        assert all(s.buffered == sum(len(c) for c in s.chunks) - s.head for s in server._streams.values())
+    assert outcomes["parsed"] and outcomes["protocol error"]
