@@ -4,6 +4,7 @@ signals, logs, status line).  Interop with kcptun: test_interop_kcptun.py."""
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -248,7 +249,12 @@ def test_sigint_and_log_file_and_snmplog(tmp_path):
         expected = tmp_path / go_time_format("snmp-20060102.csv")
         while not (expected.exists() and expected.read_text().count("\n") >= 2) and time.monotonic() < deadline:
             gevent.sleep(0.1)
-        server.proc.send_signal(2)  # SIGINT
+        server.proc.send_signal(signal.SIGUSR1)  # kcptun's "log the SNMP counters"
+        deadline = time.monotonic() + 10
+        while "KCP SNMP:" not in log_file.read_text() and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        assert "'OutSegs'" in log_file.read_text()
+        server.proc.send_signal(signal.SIGINT)
         assert server.wait_exit() == 0
     lines = expected.read_text().splitlines()
     assert lines[0].startswith("Unix,BytesSent,BytesReceived,MaxConn") and len(lines) >= 2

@@ -9,7 +9,8 @@ Sessions are set up exactly as kcptun 20210922 sets up its own (stream mode,
 no write delay, the mode's nodelay parameters, windows, MTU, FEC, DSCP,
 socket buffers, snappy framing unless --nocomp, smux version and buffers),
 so either end talks to a kcptun peer.  ``run()`` serves until SIGTERM or
-SIGINT, then closes everything and returns 0.
+SIGINT, then closes everything and returns 0; SIGUSR1 logs the SNMP
+counters, as kcptun does.
 """
 from __future__ import annotations
 
@@ -25,11 +26,10 @@ from gevent import socket as gsocket
 from gevent.event import Event
 
 from .. import smux
-from .._addr import parse_address, resolve
-from ..engine import open_udp_socket
+from .._addr import parse_address
 from ..listener import listen
-from ..options import make_options
 from ..session import dial
+from ..snmp import snmp
 from .compress import CompressedConn
 from .config import TunnelConfig
 from .relay import Traffic, describe, relay, tcp_keepalive
@@ -51,6 +51,15 @@ def _set_dscp(sock: socket.socket, dscp: int) -> None:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, dscp << 2)
     else:
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, dscp << 2)
+
+
+def _resolve(address: str, kind: int, passive: bool) -> Tuple[int, Tuple[Any, ...]]:
+    """(family, sockaddr) of a Go-style "host:port" (":port": every local
+    address when passive), first of what getaddrinfo gives."""
+    host, port = parse_address(address)
+    infos = gsocket.getaddrinfo(host or None, port, 0, kind, 0, socket.AI_PASSIVE if passive else 0)
+    family, _, _, _, sockaddr = infos[0]
+    return family, sockaddr
 
 
 class _Tunnel:
@@ -114,16 +123,24 @@ class _Tunnel:
         return mux
 
     def _udp_socket(self, address: Any, passive: bool) -> Optional[socket.socket]:
-        """A UDP socket with the DSCP set, or None to let gkcp make a plain one."""
+        """With --dscp, the UDP socket made here as kcptun sets it up (DSCP,
+        --sockbuf buffers; bound to address when listening); None otherwise:
+        gkcp then makes its own."""
         if not self.config.dscp:
             return None
-        family, sockaddr = resolve(address, passive=passive)
-        bind_to = sockaddr if passive else ("::" if family == socket.AF_INET6 else "0.0.0.0", 0)
-        sock = open_udp_socket(family, make_options(**self.options), bind_to=bind_to)
+        family, sockaddr = _resolve(address, socket.SOCK_DGRAM, passive)
+        sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
-            _set_dscp(sock, self.config.dscp)
-        except OSError as exc:
-            log.info("SetDSCP: %s", exc)  # kcptun logs and goes on
+            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                sock.setsockopt(socket.SOL_SOCKET, option, self.config.sockbuf)
+            try:
+                _set_dscp(sock, self.config.dscp)
+            except OSError as exc:
+                log.info("SetDSCP: %s", exc)  # kcptun logs and goes on
+            sock.bind(sockaddr if passive else ("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
+        except BaseException:
+            sock.close()
+            raise
         return sock
 
     # -- running ---------------------------------------------------------------------
@@ -158,6 +175,8 @@ class _Tunnel:
     def run(self, status: bool = True) -> int:
         """Serve until stop() or a signal; 0 on a clean stop, 1 if serving failed."""
         handlers = [gevent.signal_handler(sig, self.stop) for sig in (signal.SIGTERM, signal.SIGINT)]
+        # kcptun: SIGUSR1 logs the SNMP counters
+        handlers.append(gevent.signal_handler(signal.SIGUSR1, lambda: log.info("KCP SNMP:%s", snmp())))
         status_line = None
         try:
             try:
@@ -215,9 +234,7 @@ class TunnelClient(_Tunnel):
         return self.listener.getsockname()
 
     def start(self) -> None:
-        host, port = parse_address(self.config.localaddr)
-        infos = gsocket.getaddrinfo(host or None, port, 0, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
-        family, _, _, _, sockaddr = infos[0]
+        family, sockaddr = _resolve(self.config.localaddr, socket.SOCK_STREAM, passive=True)
         sock = gsocket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
