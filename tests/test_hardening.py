@@ -97,9 +97,11 @@ def test_session_cycles_leave_nothing_behind(echo_listener, cycle, count, one_at
     answered = cycle not in (_dial_drop_at_once, _linger_then_freed)
     address = echo_listener.getsockname() if answered else silent.getsockname()
     try:
+        # sessions other tests left alive (e.g. held by a traceback) stay out of the count
+        before = resource_usage()["engine_sessions"]
         for _ in range(30):  # warm-up: allocator pools, lazily created objects
             cycle(address)
-        assert wait_until(lambda: resource_usage()["engine_sessions"] == 0)
+        assert wait_until(lambda: resource_usage()["engine_sessions"] <= before)
         base = resource_usage()
         for _ in range(count):
             cycle(address)
