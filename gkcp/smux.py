@@ -30,20 +30,22 @@ import errno
 import socket
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, TypeVar
 
 import gevent
 from gevent.event import Event
 
+from ._blocking import Blocking
 from ._smux_proto import (  # noqa: F401  (re-exported: the public exceptions)
     DataReceived, KeepaliveTimeout, Protocol, ProtocolError, SmuxError, StreamEnded, StreamIdsExhausted,
     StreamOpened, WindowUpdated)
-from .options import _int_in, _seconds
-from .session import Session as _KcpSession, _deadline
+from .options import _int_in, _seconds, int_argument
+from .session import Session as _KcpSession, _deadline, _no_flags
 
 __all__ = ["Config", "client", "server", "Session", "Stream", "SmuxError", "ProtocolError",
            "KeepaliveTimeout", "StreamIdsExhausted"]
 
+T = TypeVar("T")
 _READ_SIZE = 131072  # bytes asked of the connection per read: a few frames at once
 _WRITE_BATCH = 262144  # the writer joins requests up to this many bytes into one write
 _FRAMES_PER_REQUEST = 4  # a send() hands the writer at most this many full frames
@@ -51,35 +53,6 @@ _FRAMES_PER_REQUEST = 4  # a send() hands the writer at most this many full fram
 
 def _closed_error(what: str) -> OSError:
     return OSError(errno.EBADF, "Bad file descriptor (%s closed)" % what)
-
-
-def _wait(event: Event, timeout: Optional[float], end: Optional[float], deadline: Optional[float]) -> None:
-    """Block until event is set; raise BlockingIOError when non-blocking,
-    socket.timeout at the operation's end (monotonic) or the deadline (time.time)."""
-    if timeout == 0.0:
-        raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
-    limit = None if end is None else end - time.monotonic()
-    if deadline is not None:
-        left = deadline - time.time()
-        limit = left if limit is None else min(limit, left)
-    if limit is not None and limit <= 0:
-        raise socket.timeout("timed out")
-    if not event.wait(limit):
-        raise socket.timeout("timed out")
-
-
-def _op_end(timeout: Optional[float]) -> Optional[float]:
-    return None if not timeout else time.monotonic() + timeout
-
-
-def _check_timeout(timeout: Optional[float]) -> Optional[float]:
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError("timeout must be a number or None")
-    if timeout < 0:
-        raise ValueError("Timeout value out of range")
-    return float(timeout)
 
 
 def _byte_view(data: Any) -> memoryview:
@@ -167,20 +140,27 @@ def server(conn: Any, config: Optional[Config] = None) -> "Session":
 
 
 class _WriteRequest:
-    """Data of one stream waiting for the writer greenlet."""
+    """Data of one stream waiting for the writer greenlet, which wakes the
+    stream's writers (its _writable event) when it is done."""
 
-    __slots__ = ("sid", "view", "done", "started", "sent", "error")
+    __slots__ = ("stream", "view", "started", "finished", "sent", "error")
 
-    def __init__(self, sid: int, view: memoryview) -> None:
-        self.sid = sid
+    def __init__(self, stream: "Stream", view: memoryview) -> None:
+        self.stream = stream
         self.view = view
-        self.done = Event()
-        self.started = False
+        self.started = False  # the writer took it: framed, to be written whole
+        self.finished = False
         self.sent = 0
         self.error: Optional[BaseException] = None
 
+    def finish(self, error: Optional[BaseException] = None) -> None:
+        if error is not None:
+            self.error = error
+        self.finished = True
+        self.stream._writable.set()
 
-class Session:
+
+class Session(Blocking):
     """One smux session over one connection (smux.Session).
 
     Get one from :func:`client` or :func:`server`.  Either side may open
@@ -238,16 +218,15 @@ class Session:
                 if not data:
                     raise ConnectionResetError(errno.ECONNRESET, "smux: the connection reached EOF")
                 for event in proto.receive_data(data):
-                    kind = type(event)
-                    if kind is DataReceived or kind is StreamEnded:
+                    if isinstance(event, (DataReceived, StreamEnded)):
                         stream = streams.get(event.sid)
                         if stream is not None:
                             stream._readable.set()
-                    elif kind is WindowUpdated:
+                    elif isinstance(event, WindowUpdated):
                         stream = streams.get(event.sid)
                         if stream is not None:
                             stream._writable.set()
-                    elif kind is StreamOpened:
+                    elif isinstance(event, StreamOpened):
                         self._accept_ready.set()
                 if proto.has_data_to_send:
                     self._writer_wake.set()
@@ -273,7 +252,7 @@ class Session:
                     request.started = True
                     batch.append(request)
                     try:
-                        framed, request.sent = proto.frame_data(request.sid, request.view)
+                        framed, request.sent = proto.frame_data(request.stream._sid, request.view)
                     except KeyError:  # closed while its data waited
                         request.error = _closed_error("smux stream")
                         continue
@@ -287,7 +266,7 @@ class Session:
                 if parts:
                     conn.sendall(parts[0] if len(parts) == 1 else b"".join(parts))
                 for request in batch:
-                    request.done.set()
+                    request.finish()
         except gevent.GreenletExit:
             raise
         except BaseException as exc:  # noqa: B902
@@ -328,8 +307,7 @@ class Session:
         except OSError:
             pass
         for request in self._requests:
-            request.error = self._failure()
-            request.done.set()
+            request.finish(self._failure())
         self._requests.clear()
         for stream in self._streams.values():
             stream._readable.set()
@@ -356,28 +334,16 @@ class Session:
 
     # -- used by streams -------------------------------------------------------------------
 
-    def _send(self, stream: "Stream", view: memoryview, end: Optional[float]) -> int:
-        """Hand up to one request's worth of view to the writer and wait until
-        it was written (or, at the timeout, framed); returns the count framed
-        (0: the window closed meanwhile)."""
-        request = _WriteRequest(stream._sid, view[:self._request_bytes])
+    def _enqueue(self, stream: "Stream", view: memoryview) -> _WriteRequest:
+        """Hand up to one request's worth of view to the writer."""
+        request = _WriteRequest(stream, view[:self._request_bytes])
         self._requests.append(request)
         self._writer_wake.set()
-        try:
-            _wait(request.done, stream._timeout, end, stream._write_deadline)
-        except socket.timeout:
-            if not request.started:
-                self._requests.remove(request)
-                raise
-            # Framed: the writer writes it whole, however long the connection
-            # takes; like data in a socket's send buffer, it counts as sent.
-        except BaseException:
-            if not request.started:
-                self._requests.remove(request)
-            raise
-        if request.error is not None:
-            raise request.error.with_traceback(None)
-        return request.sent
+        return request
+
+    def _withdraw(self, request: _WriteRequest) -> None:
+        """Take back a request the writer has not started."""
+        self._requests.remove(request)
 
     def _after_read(self) -> None:
         proto = self._proto
@@ -410,22 +376,15 @@ class Session:
         (settimeout/set_deadline) and then raises socket.timeout, or
         BlockingIOError when non-blocking.  After the session ended it raises
         OSError(EBADF) (closed here) or the error that ended it."""
-        end = _op_end(self._timeout)
-        while True:
+        def attempt() -> Optional[Stream]:
             self._check_live()
             sid = self._proto.accept()
-            if sid is not None:
-                stream = self._streams[sid] = Stream(self, sid)
-                return stream
-            self._accept_ready.clear()
-            _wait(self._accept_ready, self._timeout, end, self._deadline)
+            if sid is None:
+                return None
+            stream = self._streams[sid] = Stream(self, sid)
+            return stream
 
-    def settimeout(self, timeout: Optional[float]) -> None:
-        """Timeout of accept_stream(), as socket.settimeout (None: block)."""
-        self._timeout = _check_timeout(timeout)
-
-    def gettimeout(self) -> Optional[float]:
-        return self._timeout
+        return self._block_until(attempt, self._accept_ready, lambda: self._deadline)
 
     def set_deadline(self, t: Optional[float]) -> None:
         """Absolute time.time() after which accept_stream() raises
@@ -441,7 +400,7 @@ class Session:
     @property
     def closed(self) -> bool:
         """True once the session ended, for whatever reason (smux IsClosed)."""
-        return self._ended.is_set()
+        return bool(self._ended.is_set())
 
     @property
     def error(self) -> Optional[BaseException]:
@@ -453,7 +412,7 @@ class Session:
     def wait_closed(self, timeout: Optional[float] = None) -> bool:
         """Block until the session ended (True) or timeout seconds passed
         (False); for supervisors such as kcptun's reconnecting client."""
-        return self._ended.wait(timeout)
+        return bool(self._ended.wait(timeout))
 
     def close(self) -> None:
         """Idempotent; ends the session as smux Session.Close does: no FIN is
@@ -473,11 +432,11 @@ class Session:
 
     def getpeername(self) -> Tuple[Any, ...]:
         """The connection's peer address."""
-        return self._conn.getpeername()
+        return tuple(self._conn.getpeername())
 
     def getsockname(self) -> Tuple[Any, ...]:
         """The connection's local address."""
-        return self._conn.getsockname()
+        return tuple(self._conn.getsockname())
 
     def __enter__(self) -> "Session":
         return self
@@ -491,7 +450,7 @@ class Session:
                                                   self.config.version, state)
 
 
-class Stream:
+class Stream(Blocking):
     """One smux stream, usable wherever a connected stream socket is
     expected (names, exceptions and timeouts follow the socket module;
     deadlines are absolute time.time() values, as Go's net.Conn).
@@ -545,30 +504,33 @@ class Stream:
         """Up to bufsize bytes; b'' after the peer's FIN (once the data before
         it was read) or after shutdown(SHUT_RD).  Once the session ended, the
         data received before is still returned, then its error raised."""
-        if isinstance(bufsize, bool) or not isinstance(bufsize, int):
-            raise TypeError("bufsize must be an int")
-        if bufsize < 0:
+        if int_argument("bufsize", bufsize) < 0:
             raise ValueError("negative buffersize in recv")
+        _no_flags(flags)
         return self._receive(lambda: self._proto.read(self._sid, bufsize), bufsize, b"")
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         """Like socket.recv_into; 0 at EOF."""
-        view = _byte_view(buffer)
-        if view.readonly:
-            raise TypeError("recv_into needs a writable buffer")
-        if nbytes < 0:
+        try:
+            view = _byte_view(buffer)
+        except TypeError:
+            view = None
+        if view is None or view.readonly:
+            raise TypeError("recv_into() argument 'buffer' must be read-write bytes-like object, not %s"
+                            % type(buffer).__name__)
+        if int_argument("nbytes", nbytes) < 0:
             raise ValueError("negative buffersize in recv_into")
+        _no_flags(flags)
         if nbytes:
             if nbytes > len(view):
                 raise ValueError("buffer too small for requested bytes")
             view = view[:nbytes]
         return self._receive(lambda: self._proto.read_into(self._sid, view), len(view), 0)
 
-    def _receive(self, take: Callable[[], Any], size: int, at_eof: Any) -> Any:
+    def _receive(self, take: Callable[[], T], size: int, at_eof: T) -> T:
         """take()'s first non-empty result; at_eof at the stream's EOF (or
         for a zero size), waiting up to the timeout while there is nothing."""
-        end = None
-        while True:
+        def attempt() -> Optional[T]:
             self._check_open()
             got = take()
             if got:
@@ -577,10 +539,9 @@ class Stream:
             if not size or self._proto.at_eof(self._sid):
                 return at_eof
             self._session._check_live()
-            self._readable.clear()
-            if end is None:
-                end = _op_end(self._timeout)
-            _wait(self._readable, self._timeout, end, self._read_deadline)
+            return None
+
+        return self._block_until(attempt, self._readable, lambda: self._read_deadline)
 
     # -- writing -------------------------------------------------------------------------
 
@@ -590,17 +551,41 @@ class Stream:
             raise BrokenPipeError(errno.EPIPE, "Broken pipe (smux stream shut down for writing)")
         self._session._check_live()
 
-    def _send(self, view: memoryview, end: Optional[float]) -> int:
-        proto, sid = self._proto, self._sid
-        while True:
-            self._check_send()
-            if proto.send_window(sid) > 0:
-                sent = self._session._send(self, view, end)
-                if sent:
-                    return sent
-                continue
-            self._writable.clear()
-            _wait(self._writable, self._timeout, end, self._write_deadline)
+    def _send(self, view: memoryview, whole: bool) -> int:
+        """Send view (all of it if whole, else what one request takes)
+        through the writer greenlet; returns the count sent."""
+        session, proto, sid = self._session, self._proto, self._sid
+        sent = 0
+        request: Optional[_WriteRequest] = None
+
+        def attempt() -> Optional[int]:
+            nonlocal sent, request
+            while True:
+                if request is not None:
+                    if not request.finished:
+                        return None
+                    if request.error is not None:
+                        raise request.error.with_traceback(None)
+                    sent += request.sent
+                    request = None
+                    if sent == len(view) or (sent and not whole):
+                        return sent
+                self._check_send()
+                if proto.send_window(sid) <= 0:
+                    return None
+                request = session._enqueue(self, view[sent:])
+
+        try:
+            return self._block_until(attempt, self._writable, lambda: self._write_deadline)
+        except BaseException as exc:
+            if request is not None and not request.started:
+                session._withdraw(request)
+            elif request is not None and not whole and isinstance(exc, socket.timeout) and request.error is None:
+                # Framed: the writer writes it whole, however long the
+                # connection takes; like data in a socket's send buffer, it
+                # counts as sent.
+                return sent + request.sent
+            raise
 
     def send(self, data: Any, flags: int = 0) -> int:
         """Send as much of data as the peer's window takes (version 2; all of
@@ -610,30 +595,23 @@ class Stream:
         has taken is written whole (a frame is never cut) and counts as sent,
         like data in a socket's send buffer."""
         view = _byte_view(data)
-        if not len(view):
-            self._check_send()
-            return 0
-        return self._send(view, _op_end(self._timeout))
+        _no_flags(flags)
+        self._check_send()
+        return self._send(view, whole=False) if len(view) else 0
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         """Send all of data; the timeout bounds the whole call (after a
         timeout, how much was sent is unknown, as with sockets)."""
         view = _byte_view(data)
-        end = _op_end(self._timeout)
-        sent = 0
-        total = len(view)
-        if not total:
-            self._check_send()
-        while sent < total:
-            sent += self._send(view[sent:], end)
+        _no_flags(flags)
+        self._check_send()
+        if len(view):
+            self._send(view, whole=True)
 
-    makefile = _KcpSession.makefile  # socket.socket.makefile over recv_into/send; same bookkeeping
+    # socket.socket.makefile over recv_into and send, with the same bookkeeping
+    makefile = _KcpSession.makefile
 
-    def _decref_socketios(self) -> None:
-        if self._io_refs > 0:
-            self._io_refs -= 1
-        if self._close_requested and self._io_refs <= 0:
-            self._real_close()
+    _decref_socketios = _KcpSession._decref_socketios
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -679,18 +657,6 @@ class Stream:
     @property
     def closed(self) -> bool:
         return self._closed
-
-    def settimeout(self, timeout: Optional[float]) -> None:
-        self._timeout = _check_timeout(timeout)
-
-    def gettimeout(self) -> Optional[float]:
-        return self._timeout
-
-    def setblocking(self, flag: bool) -> None:
-        self._timeout = None if flag else 0.0
-
-    def getblocking(self) -> bool:
-        return self._timeout != 0.0
 
     def set_deadline(self, t: Optional[float]) -> None:
         """Absolute time.time() after which recv and send raise
