@@ -15,7 +15,7 @@ import gevent
 
 import gkcp
 
-from .crypt import CIPHERS
+from .crypt import CIPHERS, kcptun_crypt
 from .options import make_options
 
 CHUNK = 64 * 1024
@@ -84,7 +84,6 @@ def main(argv: Optional[List[str]] = None, prog: str = "gkcp demo") -> int:
                                    rcvwnd=args.window, stream=args.stream,
                                    data_shards=args.fec[0], parity_shards=args.fec[1])
     if args.crypt:
-        from .crypt import kcptun_crypt
         options["crypt"] = kcptun_crypt(args.crypt, args.key)
     try:
         make_options(**options)
