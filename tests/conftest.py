@@ -52,17 +52,6 @@ def wait_until(condition, timeout=10.0):
     return condition()
 
 
-def closed_udp_port():
-    """A 127.0.0.1 UDP port nobody listens on (it was free a moment ago):
-    datagrams to it draw ICMP port unreachable."""
-    import socket
-    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
-    return port
-
-
 def resource_usage():
     """What a leak grows: RSS (KiB), live greenlets, open fds, gkcp Endpoints,
     C sessions of this thread's engine and the CurrEstab counter."""

@@ -11,7 +11,8 @@ import gevent
 import pytest
 
 import gkcp
-from conftest import closed_udp_port, resource_usage, wait_until
+from conftest import resource_usage, wait_until
+from helpers import free_udp_port
 from gkcp.options import MAX_DURATION, Options
 from gkcp.server import KCPServer, KCPWSGIServer
 
@@ -293,7 +294,7 @@ def test_tuning_setters(pair, setter, args, option, value):
 def test_the_longest_linger_keeps_retransmitting(silent_address):
     # nobody hears the first transmissions; the closed session must keep
     # retransmitting (not free itself at once, not raise) until a listener appears
-    port = closed_udp_port()
+    port = free_udp_port()
     session = gkcp.dial(("127.0.0.1", port), linger=MAX_DURATION, interval=10)
     session.sendall(b"sent before anyone listened")
     session.close()

@@ -12,7 +12,8 @@ import gevent
 import pytest
 
 import gkcp
-from conftest import closed_udp_port, resource_usage, wait_until
+from conftest import resource_usage, wait_until
+from helpers import free_udp_port
 from pyroles import recv_exactly
 
 FAST = dict(nodelay=1, interval=10, resend=2, nc=1)
@@ -160,7 +161,7 @@ def test_datagrams_from_a_third_address_never_redirect_a_dialed_session():
 
 
 def test_icmp_refusal_is_kept_as_so_error_and_the_reader_goes_on():
-    port = closed_udp_port()
+    port = free_udp_port()
     client = gkcp.dial(("127.0.0.1", port), **FAST)  # the announce draws an ICMP port unreachable
     errors = []
     assert wait_until(lambda: errors.append(client.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
