@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Dict, List, Optional, Tuple
 
@@ -49,7 +50,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.parse_args(head)  # exits on --help, --version, a missing or unknown command
     name = argv[0]
     module = importlib.import_module(COMMANDS[name][0])
-    return int(module.main(argv[1:], prog="%s %s" % (PROG, name)))
+    try:
+        return int(module.main(argv[1:], prog="%s %s" % (PROG, name)))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # e.g. `gkcp demo | head`: the reader left, nothing to report
+        # Point stdout at /dev/null so the interpreter's final flush stays quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

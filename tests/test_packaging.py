@@ -231,3 +231,16 @@ def test_a_source_tree_without_the_c_core_says_so(tmp_path):
     # -S: no site-packages, hence no editable install that would supply the core
     code, out = run([sys.executable, "-S", "-c", "import gkcp"], cwd=tmp_path, check=False)
     assert code == 1 and "gkcp._core" in out and "python build_ffi.py" in out, out
+
+
+def test_demo_piped_into_a_reader_that_leaves_exits_without_traceback():
+    proc = subprocess.Popen([sys.executable, "-m", "gkcp", "demo", "--bytes", "1M", "--rtt-count", "5"],
+                            cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline().startswith(b"gkcp demo: ")
+        proc.stdout.close()  # like `| head -1`
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 1 and b"Traceback" not in err, err
