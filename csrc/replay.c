@@ -4,15 +4,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A generation starts this small and doubles while it fills faster than
+ * its window, so a quiet listener keeps a few KiB and a busy one grows to
+ * the configured size. */
+#define FIRST_SLOTS 1024u
+
+typedef struct {
+    uint64_t *slots;   /* fingerprints; 0 marks an empty slot */
+    uint32_t mask;     /* slots - 1 */
+    uint32_t count;
+} generation;
+
 struct gk_replay {
     uint64_t k0, k1;
-    uint64_t *current, *previous; /* fingerprints; 0 marks an empty slot */
-    uint32_t mask;                /* slots - 1 */
-    uint32_t limit;               /* entries of a generation before it rotates */
-    uint32_t count;               /* entries in the current generation */
+    generation current, previous;
+    uint32_t max_slots;
     uint32_t window_ms;
-    uint32_t started;             /* when the current generation began */
-    int fresh;                    /* nothing recorded yet: started is unset */
+    uint32_t started;  /* when the current generation began */
+    int fresh;         /* nothing recorded yet: started is unset */
 };
 
 static uint64_t load64(const uint8_t *p)
@@ -36,6 +45,14 @@ static uint64_t fingerprint(const gk_replay *r, const uint8_t *nonce)
     return h ? h : 1;
 }
 
+static int gen_init(generation *g, uint32_t slots)
+{
+    g->slots = calloc(slots, sizeof(uint64_t));
+    g->mask = slots - 1;
+    g->count = 0;
+    return g->slots ? 0 : -1;
+}
+
 gk_replay *gk_replay_new(const uint8_t *key, uint32_t slots, uint32_t window_ms)
 {
     if (slots < 16 || (slots & (slots - 1)))
@@ -43,16 +60,14 @@ gk_replay *gk_replay_new(const uint8_t *key, uint32_t slots, uint32_t window_ms)
     gk_replay *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
-    r->current = calloc(slots, sizeof(uint64_t));
-    r->previous = calloc(slots, sizeof(uint64_t));
-    if (!r->current || !r->previous) {
+    uint32_t first = slots < FIRST_SLOTS ? slots : FIRST_SLOTS;
+    if (gen_init(&r->current, first) < 0 || gen_init(&r->previous, first) < 0) {
         gk_replay_free(r);
         return NULL;
     }
     memcpy(&r->k0, key, 8);
     memcpy(&r->k1, key + 8, 8);
-    r->mask = slots - 1;
-    r->limit = slots / 2; /* linear probing stays short below half load */
+    r->max_slots = slots;
     r->window_ms = window_ms;
     r->fresh = 1;
     return r;
@@ -62,30 +77,65 @@ void gk_replay_free(gk_replay *r)
 {
     if (!r)
         return;
-    free(r->current);
-    free(r->previous);
+    free(r->current.slots);
+    free(r->previous.slots);
     free(r);
+}
+
+static void gen_clear(generation *g)
+{
+    memset(g->slots, 0, ((size_t)g->mask + 1) * sizeof(uint64_t));
+    g->count = 0;
+}
+
+static void gen_put(generation *g, uint64_t fp)
+{
+    uint32_t i = (uint32_t)fp & g->mask;
+    while (g->slots[i])
+        i = (i + 1) & g->mask;
+    g->slots[i] = fp;
+    g->count++;
+}
+
+/* Doubles the current generation; -1 (nothing changed) if out of memory. */
+static int grow(gk_replay *r)
+{
+    generation bigger;
+    if (gen_init(&bigger, (r->current.mask + 1) * 2) < 0)
+        return -1;
+    for (uint32_t i = 0; i <= r->current.mask; i++)
+        if (r->current.slots[i])
+            gen_put(&bigger, r->current.slots[i]);
+    free(r->current.slots);
+    r->current = bigger;
+    return 0;
 }
 
 static void rotate(gk_replay *r, uint32_t now, int forget_both)
 {
-    uint64_t *t = r->previous;
+    generation t = r->previous;
     r->previous = r->current;
+    /* the next generation will likely need the size this one grew to */
+    generation sized;
+    if (t.mask < r->previous.mask && gen_init(&sized, r->previous.mask + 1) == 0) {
+        free(t.slots);
+        t = sized;
+    }
     r->current = t;
-    size_t bytes = ((size_t)r->mask + 1) * sizeof(uint64_t);
-    memset(r->current, 0, bytes);
+    gen_clear(&r->current);
     if (forget_both)
-        memset(r->previous, 0, bytes);
-    r->count = 0;
+        gen_clear(&r->previous);
     r->started = now;
 }
 
-static int contains(const gk_replay *r, const uint64_t *table, uint64_t fp)
+/* Linear probing stays short below half load; a table never gets fuller,
+ * so every probe sequence ends at an empty slot. */
+static int contains(const generation *g, uint64_t fp)
 {
-    for (uint32_t i = (uint32_t)fp & r->mask;; i = (i + 1) & r->mask) {
-        if (table[i] == fp)
+    for (uint32_t i = (uint32_t)fp & g->mask;; i = (i + 1) & g->mask) {
+        if (g->slots[i] == fp)
             return 1;
-        if (table[i] == 0)
+        if (g->slots[i] == 0)
             return 0;
     }
 }
@@ -98,22 +148,18 @@ int gk_replay_check(gk_replay *r, const uint8_t *nonce, uint32_t now)
     }
     /* unsigned age: the clock only moves forward */
     uint32_t age = now - r->started;
-    if (age >= r->window_ms || r->count >= r->limit)
+    if (age >= r->window_ms)
         rotate(r, now, age / 2 >= r->window_ms);
+    else if (r->current.count >= (r->current.mask + 1) / 2 &&
+             (r->current.mask + 1 >= r->max_slots || grow(r) < 0))
+        rotate(r, now, 0);
     uint64_t fp = fingerprint(r, nonce);
-    /* both tables are far larger than the caches: start the second miss
-     * while the first one is waited for */
-    __builtin_prefetch(&r->current[(uint32_t)fp & r->mask], 1);
-    if (contains(r, r->previous, fp))
+    /* both tables may be far larger than the caches: start the second
+     * miss while the first one is waited for */
+    __builtin_prefetch(&r->current.slots[(uint32_t)fp & r->current.mask], 1);
+    if (contains(&r->previous, fp) || contains(&r->current, fp))
         return 1;
-    uint32_t i = (uint32_t)fp & r->mask;
-    while (r->current[i]) {
-        if (r->current[i] == fp)
-            return 1;
-        i = (i + 1) & r->mask;
-    }
-    r->current[i] = fp;
-    r->count++;
+    gen_put(&r->current, fp);
     return 0;
 }
 

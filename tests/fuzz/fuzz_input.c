@@ -28,8 +28,9 @@
  *   2 fec:      shape byte, then FEC packets and clock steps to a decoder.
  *   3 crypt:    cipher byte, then packets: garbage decrypts; sealed ones must
  *               open to what was sealed.
- *   4 replay:   shape byte, then nonce checks and clock steps on one replay
- *               filter, against a model of what it must remember.
+ *   4 replay:   shape byte, then nonce checks (2-byte ids) and clock steps on
+ *               one replay filter, against a model of what it must remember
+ *               (sizes up to 4096 slots, so its tables grow and rotate).
  * The listener's unproven pool is built small (-DGK_UNPROVEN_MAX=4, see
  * test_fuzz.py) so that eviction is reached. 
  * Every engine, session, decoder and kcp is freed at the end of each input,
@@ -582,12 +583,13 @@ static void fuzz_crypt(reader *r)
 
 /* ---- target 4: the nonce replay filter ----------------------------------------- */
 
-/* A nonce per id byte: distinct ids give distinct nonces. */
+/* A nonce per id: distinct ids give distinct nonces. */
 static void nonce_of(unsigned id, uint8_t out[GK_NONCE_SIZE])
 {
     for (int i = 0; i < GK_NONCE_SIZE; i++)
         out[i] = (uint8_t)(id * 37 + (unsigned)i * 101 + (id >> 3));
     out[0] = (uint8_t)id;
+    out[1] = (uint8_t)(id >> 8);
 }
 
 static void fuzz_replay(reader *r)
@@ -595,23 +597,27 @@ static void fuzz_replay(reader *r)
     /* Model: when each id was recorded, and how many records came after.
      * The filter must report a nonce recorded less than window_ms ago with
      * fewer than slots / 2 records after it, and never one not recorded. */
-    enum { IDS = 256 };
+    enum { IDS = 4096 };
+    static const uint32_t sizes[4] = {16, 128, 2048, 4096};
     unsigned shape = u8(r);
-    uint32_t slots = 16u << (shape & 3), window = 100u + (shape >> 2) * 50u;
+    uint32_t slots = sizes[shape & 3], window = 100u + (shape >> 2) * 50u;
     static const uint8_t key[16] = {3, 1, 4, 1, 5, 9, 2, 6};
     gk_replay *f = gk_replay_new(key, slots, window);
     CHECK(f);
     CHECK(!gk_replay_new(key, 24, window));
-    uint32_t now = 0xFFFFFF00u, recorded_at[IDS];
-    uint64_t serial[IDS], records = 0;
-    int seen[IDS] = {0};
+    static uint32_t recorded_at[IDS];
+    static uint64_t serial[IDS];
+    static uint8_t seen[IDS];
+    uint32_t now = 0xFFFFFF00u;
+    uint64_t records = 0;
+    memset(seen, 0, sizeof seen);
     while (r->n) {
         unsigned op = u8(r);
         if ((op & 3) == 3) {
             now += u8(r) * (op & 4 ? 16u : 1u);
             continue;
         }
-        unsigned id = u8(r);
+        unsigned id = (u8(r) | u8(r) << 8) % IDS;
         uint8_t nonce[GK_NONCE_SIZE];
         nonce_of(id, nonce);
         int hit = gk_replay_check(f, nonce, now);

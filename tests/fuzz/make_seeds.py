@@ -171,12 +171,19 @@ def crypt_seeds():
 
 
 def replay_seeds():
-    ops = b""
-    for i in range(40):
-        ops += bytes([0, i % 23])          # check nonce id
-        if i % 7 == 6:
-            ops += bytes([3 | 4, 9])       # clock += 144 ms
-    return {"replay-small": bytes([4, 0x00]) + ops, "replay-wide": bytes([4, 0x17]) + ops}
+    def checks(ids, tick_every=7):
+        ops = b""
+        for n, i in enumerate(ids):
+            ops += bytes([0]) + struct.pack("<H", i)    # check nonce id
+            if n % tick_every == tick_every - 1:
+                ops += bytes([3 | 4, 9])                 # clock += 144 ms
+        return ops
+    small = checks([i % 23 for i in range(40)])
+    # enough distinct nonces to grow a 4096-slot filter's tables and rotate
+    # them, then the oldest again
+    grow = checks(list(range(2100)) + list(range(0, 2100, 50)), tick_every=1000)
+    return {"replay-small": bytes([4, 0x00]) + small, "replay-wide": bytes([4, 0x17]) + small,
+            "replay-grow": bytes([4, 0xFF]) + grow}
 
 
 def main(out):
