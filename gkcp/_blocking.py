@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional, TypeVar
 
 from gevent.event import Event
 
-__all__ = ["Blocking", "parse_timeout"]
+__all__ = ["Blocking", "closed_error", "parse_timeout"]
 
 T = TypeVar("T")
 
@@ -47,6 +47,11 @@ def parse_timeout(timeout: Any) -> Optional[float]:
     if ns < 0:
         raise ValueError("Timeout value out of range")
     return float(ns // 10 ** 9) if ns % 10 ** 9 == 0 else ns / 1e9
+
+
+def closed_error() -> OSError:
+    """What a socket call raises after close()."""
+    return OSError(errno.EBADF, "Bad file descriptor (session closed)")
 
 
 def _no_deadline() -> Optional[float]:

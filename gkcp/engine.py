@@ -3,41 +3,39 @@
 Per gevent hub there is one :class:`Engine`: one C engine (every session of
 the hub, in one timer heap) and one *updater* greenlet that flushes whichever
 sessions are due, then sleeps until the next deadline.  Per UDP socket there is
-one :class:`Endpoint` with one *reader* greenlet that waits for readability,
-lets C drain the socket with recvmmsg and process every datagram, and then
-hands the batch's events (readable, writable, new session, ended) to Python.
+one Endpoint (gkcp._endpoint) with one *reader* greenlet that lets C drain the
+socket and then has the engine hand the batch's events (readable, writable,
+new session, ended) to Python: the engine wakes a session's :class:`Wakeups`,
+offers new sessions to their socket's ``on_accept`` and releases sockets whose
+last lingering session is gone.  It knows no session, listener or option type.
 Python therefore runs once per batch and once per application call, never once
 per packet.
 """
 from __future__ import annotations
 
 import os
-import socket
 import time
 import weakref
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 import gevent
-from gevent import socket as gsocket
 from gevent.event import Event
 from gevent.hub import get_hub
 from gevent.monkey import get_original
 
 from ._core import ffi, lib
-from .options import Options, duration_ms
 
-__all__ = ["Engine", "Endpoint", "get_engine", "now_ms"]
+if TYPE_CHECKING:
+    from ._endpoint import Endpoint
+
+__all__ = ["Engine", "Wakeups", "get_engine", "now_ms"]
 
 # The OS thread's identity and storage even after gevent.monkey.patch_thread(),
 # which turns threading.get_ident/local into per-greenlet ones: an engine
 # belongs to a hub, and a hub to an OS thread, not to a greenlet.
 _thread_ident = get_original("_thread", "get_ident")
 _thread_local = get_original("_thread", "_local")
-# What a caller may hand to dial/listen as sock=: a stdlib socket (even when
-# gevent.monkey has replaced socket.socket) or a gevent one.
-_SOCKET_TYPES = (get_original("socket", "socket"), gsocket.socket)
 
-_BATCHES_PER_WAKEUP = 8
 _EVENTS_PER_CALL = 256
 
 
@@ -50,16 +48,21 @@ def _key(ptr: Any) -> int:
     return int(ffi.cast("uintptr_t", ptr))
 
 
-def c_config(options: Options) -> Any:
-    cfg = ffi.new("gk_config *")
-    for name in ("mtu", "sndwnd", "rcvwnd", "nodelay", "interval", "resend", "nc",
-                 "data_shards", "parity_shards", "dead_link"):
-        setattr(cfg, name, getattr(options, name))
-    cfg.stream = int(bool(options.stream))
-    cfg.ack_nodelay = int(bool(options.ack_nodelay))
-    cfg.write_delay = int(bool(options.write_delay))
-    cfg.idle_timeout_ms = 0 if options.idle_timeout is None else max(1, duration_ms(options.idle_timeout))
-    return cfg
+class Wakeups:
+    """The events a session's blocked greenlets wait on, set by the engine
+    from the C events (the session holds it; the engine only weakly)."""
+
+    __slots__ = ("readable", "writable", "__weakref__")
+
+    def __init__(self) -> None:
+        self.readable = Event()
+        self.writable = Event()
+
+    def notify(self, flags: int) -> None:
+        if flags & (lib.GK_EV_READ | lib.GK_EV_DEAD):
+            self.readable.set()
+        if flags & (lib.GK_EV_WRITE | lib.GK_EV_DEAD):
+            self.writable.set()
 
 
 class Engine:
@@ -72,8 +75,8 @@ class Engine:
         if self._c == ffi.NULL:
             raise MemoryError("gk_engine_new failed")
         self._events = ffi.new("gk_event[]", _EVENTS_PER_CALL)
-        # id -> Session; weak, so a session the application dropped is closed by GC
-        self._sessions: "weakref.WeakValueDictionary[int, Any]" = weakref.WeakValueDictionary()
+        # id -> a session's Wakeups; weak, so a session the application dropped is closed by GC
+        self._sessions: "weakref.WeakValueDictionary[int, Wakeups]" = weakref.WeakValueDictionary()
         self._lingering: Dict[int, "Endpoint"] = {}  # id -> endpoint a closed session still uses
         self._endpoints: Dict[int, "Endpoint"] = {}  # udp pointer -> Endpoint
         self._wake = Event()
@@ -96,8 +99,8 @@ class Engine:
 
     # -- registration ----------------------------------------------------------
 
-    def add_session(self, session: Any) -> None:
-        self._sessions[session.id] = session
+    def add_session(self, sess_id: int, wakeups: Wakeups) -> None:
+        self._sessions[sess_id] = wakeups
         self.poke()
 
     def forget_session(self, sess_id: int, endpoint: "Endpoint", lingering: bool) -> None:
@@ -162,151 +165,11 @@ class Engine:
                     else:
                         lib.gk_sess_close(ev.sess, now_ms(), 0)
                         continue
-                session = self._sessions.get(ev.id)
-                if session is not None:
-                    session._on_event(flags)
+                wakeups = self._sessions.get(ev.id)
+                if wakeups is not None:
+                    wakeups.notify(flags)
             if n < _EVENTS_PER_CALL:
                 return
-
-
-class Endpoint:
-    """One UDP socket, its C state and its reader greenlet.
-
-    Reference counted: the Listener (or dialing Session) holds one reference and
-    every session on the socket one more, including closed sessions that are
-    still retransmitting their last data.  The socket is closed when the count
-    reaches zero.
-    """
-
-    def __init__(self, engine: Engine, sock: socket.socket, listening: bool, options: Options,
-                 crypt: Tuple[Any, bool], on_accept: Optional[Callable[[Any], None]] = None) -> None:
-        """crypt: make_crypt(options), made before the socket so that a bad
-        key fails without leaving a socket open."""
-        self.engine = engine
-        self.sock = sock
-        self.options = options
-        self.crypt, self._owns_crypt = crypt
-        self.on_accept = on_accept
-        self.refs = 1
-        self._error = 0  # errno of the last failed socket read (SO_ERROR), 0 if none
-        sock.setblocking(False)
-        crypt_ptr = self.crypt.ptr if self.crypt is not None else ffi.NULL
-        self._c = lib.gk_udp_new(engine.c, sock.fileno(), int(listening), c_config(options),
-                                 crypt_ptr, options.batch, options.backlog)
-        if self._c == ffi.NULL:
-            raise MemoryError("gk_udp_new failed")
-        if not options.mmsg:
-            lib.gk_udp_set_mmsg(self._c, 0)
-        self._io = engine.hub.loop.io(sock.fileno(), 1)
-        engine.add_endpoint(self)
-        self._reader = gevent.spawn(self._read_loop)
-
-    @property
-    def c(self) -> Any:
-        return self._c
-
-    def acquire(self) -> None:
-        self.refs += 1
-
-    def release(self) -> None:
-        self.refs -= 1
-        if self.refs == 0:
-            self._close()
-
-    def take_error(self) -> int:
-        """The pending socket error (an errno, 0 if none), cleared as
-        getsockopt(SOL_SOCKET, SO_ERROR) clears it."""
-        error, self._error = self._error, 0
-        return error
-
-    def stop_listening(self) -> None:
-        self.on_accept = None
-        if self._c is not None:
-            lib.gk_udp_stop_listening(self._c)
-
-    def _read_loop(self) -> None:
-        hub = self.engine.hub
-        while self._c is not None:
-            hub.wait(self._io)
-            while self._c is not None:
-                rc = lib.gk_udp_read(self._c, now_ms(), _BATCHES_PER_WAKEUP)
-                self.engine.dispatch()
-                self.engine.wake_if_needed()
-                if rc < 0:
-                    # e.g. ECONNREFUSED: an ICMP port unreachable on a
-                    # connected socket.  The kernel cleared it by reporting
-                    # it, so waiting again cannot spin; keep it for SO_ERROR.
-                    self._error = -rc
-                if rc <= 0:
-                    break
-                gevent.sleep(0)  # a busy socket must not starve other greenlets
-
-    def _close(self) -> None:
-        if self._c is None:
-            return
-        engine = self.engine
-        engine.remove_endpoint(self)
-        lib.gk_udp_free(self._c)
-        self._c = None
-        if self._owns_crypt:
-            self.crypt.close()
-        # Closing the watcher first means libev stops watching the descriptor
-        # before it is closed (and its number reused).  A reader blocked on
-        # the watcher would never be woken by it again: end that greenlet
-        # (it holds this endpoint) with GreenletExit; one that runs later
-        # finds _c gone and returns.
-        self._io.close()
-        if self._reader is not gevent.getcurrent():
-            self._reader.kill(block=False)
-        self.sock.close()
-
-
-def open_udp_socket(family: int, options: Options, bind_to: Any = None,
-                    connect_to: Any = None) -> socket.socket:
-    """A UDP socket set up as gkcp needs it: large buffers (the OS default
-    loses most packets at large windows), optional SO_REUSEPORT, bound, and
-    connected for a dialed session: the kernel then drops datagrams from any
-    other address and reports ICMP errors (ECONNREFUSED)."""
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        if options.sockbuf:
-            for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-                sock.setsockopt(socket.SOL_SOCKET, opt, options.sockbuf)
-        if options.reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if bind_to is not None:
-            sock.bind(bind_to)
-        if connect_to is not None:
-            sock.connect(connect_to)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def check_udp_socket(sock: Any, family: Optional[int] = None) -> None:
-    """sock, given to dial or listen, is an open UDP socket (of family, if given)."""
-    if not isinstance(sock, _SOCKET_TYPES):
-        raise TypeError("sock must be a UDP socket.socket, not %s" % type(sock).__name__)
-    if sock.fileno() < 0:
-        raise ValueError("sock is closed")
-    if sock.type != socket.SOCK_DGRAM:
-        raise ValueError("sock must be a UDP (SOCK_DGRAM) socket")
-    if family is not None and sock.family != family:
-        raise ValueError("sock is %s but the address is %s" % (socket.AddressFamily(sock.family).name,
-                                                                socket.AddressFamily(family).name))
-
-
-def make_crypt(options: Options) -> Tuple[Any, bool]:
-    """(BlockCrypt or None, whether the endpoint owns it and must close it)."""
-    cipher = options.cipher()
-    if cipher is None:
-        return None, False
-    if isinstance(cipher, str):
-        from .crypt import new_crypt
-        return new_crypt(cipher, bytes(options.key)), True
-    return cipher, False
 
 
 _per_thread = _thread_local()

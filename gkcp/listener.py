@@ -13,11 +13,12 @@ from typing import Any, Deque, Optional, Tuple
 from gevent.event import Event
 
 from ._addr import resolve
-from ._blocking import Blocking
+from ._blocking import Blocking, closed_error
 from ._core import lib
-from .engine import Endpoint, check_udp_socket, get_engine, make_crypt, open_udp_socket
+from ._endpoint import Endpoint, check_udp_socket, make_crypt, open_udp_socket
+from .engine import get_engine
 from .options import Options, make_options
-from .session import Session, _closed_error
+from .session import Session
 
 __all__ = ["Listener", "listen"]
 
@@ -31,7 +32,8 @@ class Listener(Blocking):
     def __init__(self, sock: socket.socket, options: Options, crypt: Tuple[Any, bool]) -> None:
         self._engine = get_engine()
         self._options = options
-        self._pending: Deque[Session] = collections.deque()
+        # sessions not yet accepted, with their C session (valid while the session is open)
+        self._pending: Deque[Tuple[Session, Any]] = collections.deque()
         self._ready = Event()
         self._timeout: Optional[float] = socket.getdefaulttimeout()
         self._endpoint: Optional[Endpoint] = Endpoint(self._engine, sock, True, options, crypt,
@@ -41,7 +43,7 @@ class Listener(Blocking):
     def _on_accept(self, csess: Any) -> None:
         assert self._endpoint is not None
         self._endpoint.acquire()
-        self._pending.append(Session(self._engine, self._endpoint, csess, self._options))
+        self._pending.append((Session(self._engine, self._endpoint, csess, self._options), csess))
         self._ready.set()
 
     def accept(self) -> Tuple[Session, Tuple[Any, ...]]:
@@ -50,12 +52,12 @@ class Listener(Blocking):
 
         def attempt() -> Optional[Tuple[Session, Tuple[Any, ...]]]:
             if self._endpoint is None:
-                raise _closed_error()
+                raise closed_error()
             self._engine.check_thread()
             while self._pending:
-                session = self._pending.popleft()
+                session, csess = self._pending.popleft()
                 if not session.closed:
-                    lib.gk_sess_accepted(session._c)
+                    lib.gk_sess_accepted(csess)
                     return session, session.getpeername()
             return None
 
@@ -63,7 +65,7 @@ class Listener(Blocking):
 
     def getsockname(self) -> Tuple[Any, ...]:
         if self._endpoint is None:
-            raise _closed_error()
+            raise closed_error()
         return self._address
 
     @property
@@ -89,7 +91,7 @@ class Listener(Blocking):
         self._endpoint = None
         endpoint.stop_listening()
         while self._pending:
-            self._pending.popleft().close()
+            self._pending.popleft()[0].close()
         self._ready.set()
         endpoint.release()
 

@@ -18,10 +18,11 @@ from typing import Any, Dict, Optional, Tuple
 
 from gevent.event import Event
 
-from ._addr import from_sockaddr, parse_address
-from ._blocking import Blocking, parse_timeout
+from ._addr import from_sockaddr, parse_address, resolve, to_sockaddr
+from ._blocking import Blocking, closed_error, parse_timeout
 from ._core import ffi, lib
-from .engine import Endpoint, Engine, now_ms
+from ._endpoint import Endpoint, c_config, check_udp_socket, make_crypt, open_udp_socket
+from .engine import Engine, Wakeups, get_engine, now_ms
 from .options import Options, duration_ms, int_argument, make_options
 
 __all__ = ["Session"]
@@ -31,10 +32,6 @@ _INFO_FIELDS = [name for name, _ in ffi.typeof("gk_kcp_info").fields]
 # fewer: bounds the engine's shared receive buffer (a KCP message, at most
 # 255 fragments of an MTU, always fits whole).
 _MAX_IO = 1 << 20
-
-
-def _closed_error() -> OSError:
-    return OSError(errno.EBADF, "Bad file descriptor (session closed)")
 
 
 class Session(Blocking):
@@ -60,8 +57,9 @@ class Session(Blocking):
         self.id: int = lib.gk_sess_id(csess)
         self.conv: int = lib.gk_sess_conv(csess)
         self.family = endpoint.sock.family
-        self._readable = Event()
-        self._writable = Event()
+        wakeups = Wakeups()
+        self._readable: Event = wakeups.readable
+        self._writable: Event = wakeups.writable
         self._timeout: Optional[float] = socket.getdefaulttimeout()
         self._read_deadline: Optional[float] = None
         self._write_deadline: Optional[float] = None
@@ -70,20 +68,15 @@ class Session(Blocking):
         self._shut_rd = False
         self._shut_wr = False
         self._peer = self._read_peer()
-        engine.add_session(self)
+        self._wakeups = wakeups  # the engine holds it weakly: it lives as long as this session
+        engine.add_session(self.id, wakeups)
 
     # -- engine side -------------------------------------------------------------
-
-    def _on_event(self, flags: int) -> None:
-        if flags & (lib.GK_EV_READ | lib.GK_EV_DEAD):
-            self._readable.set()
-        if flags & (lib.GK_EV_WRITE | lib.GK_EV_DEAD):
-            self._writable.set()
 
     def _live(self) -> Any:
         c = self._c
         if c is None:
-            raise _closed_error()
+            raise closed_error()
         self._engine.check_thread()
         return c
 
@@ -375,7 +368,6 @@ class Session(Blocking):
         options = make_options(self._options, **changes)
         if options.header_bytes() != self._options.header_bytes():
             raise ValueError("FEC and crypto are fixed when a session is created")
-        from .engine import c_config
         if lib.gk_sess_configure(c, c_config(options)) < 0:
             raise ValueError("the core refused %r" % (changes,))
         self._options = options
@@ -476,9 +468,6 @@ def dial(address: Any, *, conv: Optional[int] = None, sock: Optional[socket.sock
     peer; with announce=True (the default) one window-tell segment goes out
     at once so the peer's listener accepts the session before this side
     writes (a server may then speak first)."""
-    from ._addr import resolve, to_sockaddr
-    from .engine import check_udp_socket, get_engine, make_crypt, open_udp_socket
-
     opts = make_options(**options)
     if conv is None:
         conv = int.from_bytes(os.urandom(4), "little")

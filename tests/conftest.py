@@ -59,7 +59,8 @@ def resource_usage():
     import greenlet
     import gkcp
     from gkcp._core import lib
-    from gkcp.engine import Endpoint, get_engine
+    from gkcp._endpoint import Endpoint
+    from gkcp.engine import get_engine
     gc.collect()
     with open("/proc/self/status") as status:
         rss = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
