@@ -179,3 +179,17 @@ def test_icmp_refusal_is_kept_as_so_error_and_the_reader_goes_on():
         assert client.recv(100) == b"yes"
         server.close()
     client.close()
+
+
+def test_shutdown_for_reading_wakes_a_blocked_reader():
+    with gkcp.listen(("127.0.0.1", 0), **FAST) as listener:
+        listener.settimeout(10)
+        client = gkcp.dial(listener.getsockname(), **FAST)
+        server, _ = listener.accept()
+        client.settimeout(10)
+        reader = gevent.spawn(client.recv, 100)
+        gevent.sleep(0.1)  # the reader is blocked: nothing was sent
+        client.shutdown(socket.SHUT_RD)
+        assert reader.get(timeout=5) == b""
+        server.close()
+        client.close()
