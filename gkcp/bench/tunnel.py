@@ -3,7 +3,7 @@ Debian's kcptun 20210922, same machine, same run.
 
 For each implementation it starts a server end and a client end (two
 processes: ``python -m gkcp tunnel server|client`` or kcptun-server and
-kcptun-client) with the same flags, then uploads N bytes (default 48 MB)
+kcptun-client; ``--pairs all`` adds the mixed pairs) with the same flags, then uploads N bytes (default 48 MB)
 over one TCP connection: this process's uploader -> client end -> KCP ->
 server end -> this process's sink, which answers with the SHA-256 of what it
 received (the figure only counts when it matches).  MB/s runs from connect to
@@ -32,13 +32,16 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from ..demo import parse_size
 
 MB = 1e6
 DEFAULT_FLAGS = "--crypt aes --key gkcp-bench --mode fast3 --smuxver 2 --sndwnd 2048 --rcvwnd 2048 --quiet"
 IMPLEMENTATIONS = ("kcptun", "gkcp")
+#: --pairs: (client, server) implementations measured; the first is the reference
+PAIRS = {"same": [("kcptun", "kcptun"), ("gkcp", "gkcp")],
+         "all": [("kcptun", "kcptun"), ("gkcp", "gkcp"), ("gkcp", "kcptun"), ("kcptun", "gkcp")]}
 _TICKS = os.sysconf("SC_CLK_TCK")
 _START_TIMEOUT = 20.0
 _TRANSFER_TIMEOUT = 600.0
@@ -153,15 +156,21 @@ def make_block(kind: str) -> bytes:
     return bytes(out[:_BLOCK])
 
 
-def upload(impl: str, flags: List[str], nbytes: int, block: bytes) -> Dict[str, float]:
-    """One measured upload through a fresh pair of `impl` tunnel ends."""
+def pair_name(pair: Tuple[str, str]) -> str:
+    """(client, server) implementations as the table shows them."""
+    return pair[0] if pair[0] == pair[1] else "%s->%s" % pair
+
+
+def upload(pair: Tuple[str, str], flags: List[str], nbytes: int, block: bytes) -> Dict[str, float]:
+    """One measured upload through a fresh (client, server) pair of tunnel ends."""
+    impl = pair_name(pair)
     sink = Sink(nbytes)
     kcp_port, local_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
-    server = End(impl, "server", ["-l", "127.0.0.1:%d" % kcp_port, "-t", "127.0.0.1:%d" % sink.port] + flags)
+    server = End(pair[1], "server", ["-l", "127.0.0.1:%d" % kcp_port, "-t", "127.0.0.1:%d" % sink.port] + flags)
     client = None
     try:
         server.wait_ready()
-        client = End(impl, "client", ["-l", "127.0.0.1:%d" % local_port, "-r", "127.0.0.1:%d" % kcp_port] + flags)
+        client = End(pair[0], "client", ["-l", "127.0.0.1:%d" % local_port, "-r", "127.0.0.1:%d" % kcp_port] + flags)
         client.wait_ready()
         sink.start()
         expected = hashlib.sha256()
@@ -201,33 +210,37 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--flags", default=DEFAULT_FLAGS, help="flags for all four ends (default: %(default)s)")
     parser.add_argument("--payload", choices=("random", "text"), default="random")
     parser.add_argument("--only", choices=IMPLEMENTATIONS, help="measure one implementation only")
+    parser.add_argument("--pairs", choices=sorted(PAIRS), default="same",
+                        help="same: gkcp+gkcp and kcptun+kcptun; all: also gkcp client->kcptun server "
+                        "and kcptun client->gkcp server")
     parser.add_argument("--json", metavar="PATH", help="write every run's figures here")
     args = parser.parse_args(argv)
     if args.bytes < 1 or args.repeat < 1:
         parser.error("--bytes and --repeat must be positive")
     flags = shlex.split(args.flags)
     block = make_block(args.payload)
-    impls = [args.only] if args.only else list(IMPLEMENTATIONS)
-    runs: Dict[str, List[Dict[str, float]]] = {impl: [] for impl in impls}
+    pairs = [(args.only, args.only)] if args.only else PAIRS[args.pairs]
+    runs: Dict[str, List[Dict[str, float]]] = {pair_name(pair): [] for pair in pairs}
     print("tunnel upload: %.0f MB over one TCP connection, payload %s, flags: %s"
           % (args.bytes / MB, args.payload, " ".join(flags)))
     try:
         for _ in range(args.repeat):
-            for impl in impls:  # interleaved, so drift on a shared machine hits both
-                runs[impl].append(upload(impl, flags, args.bytes, block))
+            for pair in pairs:  # interleaved, so drift on a shared machine hits all
+                runs[pair_name(pair)].append(upload(pair, flags, args.bytes, block))
     except BenchError as exc:
         print("error: %s" % exc, file=sys.stderr)
         return 1
     medians = {impl: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for impl, rs in runs.items()}
-    print("%-8s %9s %12s %12s" % ("impl", "MB/s", "CPU s", "CPU ms/MB"))
-    for impl in impls:
-        m = medians[impl]
-        print("%-8s %9.1f %12.2f %12.2f" % (impl, m["mbps"], m["cpu_s"], m["cpu_ms_per_mb"]))
-    if len(impls) == 2:
-        ratio_speed = medians["gkcp"]["mbps"] / medians["kcptun"]["mbps"]
-        ratio_cpu = medians["gkcp"]["cpu_ms_per_mb"] / medians["kcptun"]["cpu_ms_per_mb"]
+    reference = medians.get("kcptun")
+    print("%-15s %9s %12s %12s" % ("client->server", "MB/s", "CPU s", "CPU ms/MB"))
+    for name, m in medians.items():
+        ratios = ("" if reference is None or name == "kcptun" else "   (%.2fx, %.2fx)" % (
+            m["mbps"] / reference["mbps"], m["cpu_ms_per_mb"] / reference["cpu_ms_per_mb"]))
+        print("%-15s %9.1f %12.2f %12.2f%s" % (name, m["mbps"], m["cpu_s"], m["cpu_ms_per_mb"], ratios))
+    if reference is not None and "gkcp" in medians:
         print("gkcp/kcptun: throughput %.2fx (goal >= 1.0), CPU per MB %.2fx (goal <= 1.0)"
-              % (ratio_speed, ratio_cpu))
+              % (medians["gkcp"]["mbps"] / reference["mbps"],
+                 medians["gkcp"]["cpu_ms_per_mb"] / reference["cpu_ms_per_mb"]))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"flags": flags, "bytes": args.bytes, "payload": args.payload, "runs": runs,
