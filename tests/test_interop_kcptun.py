@@ -87,4 +87,4 @@ def test_tunnel_benchmark_runs(tmp_path):
     assert "gkcp/kcptun: throughput" in proc.stdout
     figures = json.loads(out.read_text())["medians"]
     assert set(figures) == {"gkcp", "kcptun"}
-    assert all(f["mbps"] > 0 and f["cpu_s"] > 0 for f in figures.values())
+    assert all(f["mbps"] > 0 and f["cpu_s"] >= 0 for f in figures.values())  # CPU: 10 ms ticks
