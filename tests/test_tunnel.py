@@ -49,10 +49,12 @@ def test_go_flag_spellings(spelling):
 
 
 def test_bool_flag_false_and_environment_key(monkeypatch):
+    from gkcp.tunnel.config import build_parser
     assert parse_args("client", ["--nocomp", "-nocomp=false"]).nocomp is False
     monkeypatch.setenv("KCPTUN_KEY", "from env")
     assert parse_args("server", []).key == "from env"
     assert parse_args("server", ["--key", "flag"]).key == "flag"
+    assert "from env" not in build_parser("server").format_help()  # --help never shows the secret
 
 
 @pytest.mark.parametrize("mode", sorted(MODES))

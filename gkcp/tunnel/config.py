@@ -193,7 +193,10 @@ def build_parser(role: str, prog: Optional[str] = None) -> argparse.ArgumentPars
         if flag.alias:
             names += ["-" + flag.alias, "--" + flag.alias]
         default = _default(flag, role)
-        help_text = argparse.SUPPRESS if flag.help is None else "%s (default: %r)" % (flag.help, default)
+        # the built-in default, never a key taken from the environment
+        shown = (flag.client if role == "client" else flag.server)
+        help_text = (argparse.SUPPRESS if flag.help is None else "%s (default: %r%s)" % (
+            flag.help, shown, ", or $%s" % flag.env if flag.env else ""))
         if flag.kind is bool:
             parser.add_argument(*names, dest=flag.name, action="store_true", default=default, help=help_text)
             # -flag=false, rewritten by _go_bools below
