@@ -88,3 +88,29 @@ def test_tunnel_benchmark_runs(tmp_path):
     figures = json.loads(out.read_text())["medians"]
     assert set(figures) == {"gkcp", "kcptun"}
     assert all(f["mbps"] > 0 and f["cpu_s"] >= 0 for f in figures.values())  # CPU: 10 ms ticks
+
+
+@pytest.mark.parametrize("client_impl,server_impl", DIRECTIONS, ids=["gkcp-to-kcptun", "kcptun-to-gkcp"])
+def test_through_a_lossy_link(client_impl, server_impl):
+    """Between the ends: 3% loss, 1% duplicates, 2% reordering and 0.5%
+    flipped bits each way (kcptun's defaults otherwise: compression, FEC 10/3,
+    AES, whose checksum drops the corrupted packets); every byte still
+    arrives, SHA-256 checked."""
+    import socket
+    from lossy_relay import LossyRelay
+    from tunnel_harness import Tunnel, free_port
+    flags = ["--mode", "fast2", "--key", "lossy", "--quiet"]
+    kcp_port, local_port = free_port(socket.SOCK_DGRAM), free_port()
+    with EchoServer() as echo, \
+            Tunnel(server_impl, "server", ["-l", "127.0.0.1:%d" % kcp_port, "-t", "127.0.0.1:%d" % echo.port]
+                   + flags) as server:
+        server.wait_log("listening on")
+        with LossyRelay(("127.0.0.1", kcp_port), drop=0.03, dup=0.01, reorder=0.02, corrupt=0.005,
+                        seed=11) as relay, \
+                Tunnel(client_impl, "client", ["-l", "127.0.0.1:%d" % local_port,
+                                               "-r", "%s:%d" % relay.address] + flags) as client:
+            client.wait_log("listening on")
+            digests = parallel_echo(local_port, 8, 256 * 1024)
+            assert all(sent == got for sent, got in digests), (server.log()[-2000:], client.log()[-2000:])
+            faults = relay.stats()
+            assert faults["c2s"]["dropped"] > 0 and faults["s2c"]["corrupted"] > 0
