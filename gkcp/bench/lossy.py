@@ -408,7 +408,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         raise SystemExit("--loss: rates must be 0..100")
     if rounds < 1 or args.run_timeout <= 0:
         raise SystemExit("--rounds and --run-timeout must be positive")
-    previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    previous = {s: signal.signal(s, _interrupt)
+                for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     runs: List[Dict[str, Any]] = []
     try:
         with LossyLink(args.delay) as link:
