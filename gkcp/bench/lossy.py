@@ -415,6 +415,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         with LossyLink(args.delay) as link:
             settings = {"message_bytes": MESSAGE, "rounds": rounds, "kcp": FAST,
                         "fec": TRANSPORTS["kcp+fec10/3"], "run_timeout_s": args.run_timeout,
+                        "kernel": os.uname().release,
                         "tcp_congestion_control": link.tcp_congestion_control(),
                         "delay_ms": link.delay_ms, "delay": link.delay_note}
             print("lossy link: veth %s/%d <-> %s/%d in namespaces %s, %s; added delay: %s"
