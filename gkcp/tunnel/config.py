@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..crypt import CIPHERS
 
-__all__ = ["TunnelConfig", "MODES", "parse_args", "build_parser", "ConfigError"]
+__all__ = ["TunnelConfig", "MODES", "parse_args", "make_config", "build_parser", "ConfigError"]
 
 #: --mode -> (nodelay, interval, resend, nc); "manual" uses the flags as given.
 MODES = {
@@ -312,13 +312,51 @@ def parse_args(role: str, argv: Sequence[str], prog: Optional[str] = None) -> Tu
     namespace = parser.parse_args(_go_bools(argv, role))
     values = {f.name: getattr(namespace, f.name) for f in _flags(role)}
     try:
-        if namespace.c:
-            _apply_json(values, namespace.c, role)
-        mode = MODES.get(values["mode"])
-        if mode is not None:
-            values["nodelay"], values["interval"], values["resend"], values["nc"] = mode
-        config = TunnelConfig(role=role, **values)
-        _check(config)
+        return _finish(role, values, namespace.c)
     except ConfigError as exc:
         parser.error(str(exc))
+        raise  # parser.error exits; this line only tells type checkers so
+
+
+def make_config(role: str, settings: Dict[str, str]) -> TunnelConfig:
+    """A checked TunnelConfig from flag names (or aliases) and their values
+    as text, as they would follow ``-name=`` on the command line (``c``:
+    a JSON file, as ``-c``); kcptun's defaults for the rest.  Raises
+    ConfigError naming the flag, never exits (gkcp.route reads kcptun://
+    URLs with it)."""
+    if role not in ("client", "server"):
+        raise ValueError("role must be 'client' or 'server', got %r" % (role,))
+    flags = {f.name: f for f in _flags(role)}
+    flags.update({f.alias: f for f in _flags(role) if f.alias})
+    values = {f.name: _default(f, role) for f in _flags(role)}
+    json_path = settings.get("c", "")
+    for name, text in settings.items():
+        if name == "c":
+            continue
+        flag = flags.get(name)
+        if flag is None:
+            raise ConfigError("unknown %s flag %r (known: %s)" % (role, name, ", ".join(sorted(flags))))
+        if flag.kind is bool:
+            if text not in _GO_TRUE | _GO_FALSE:
+                raise ConfigError("--%s %s: not a boolean (1, true, 0, false...)" % (flag.name, text))
+            values[flag.name] = text in _GO_TRUE
+        elif flag.kind is int:
+            try:
+                values[flag.name] = int(text)
+            except ValueError:
+                raise ConfigError("--%s %s: not an integer" % (flag.name, text)) from None
+        else:
+            values[flag.name] = text
+    return _finish(role, values, json_path)
+
+
+def _finish(role: str, values: Dict[str, Any], json_path: str) -> TunnelConfig:
+    """-c over the flags, then --mode, then the checks (ConfigError)."""
+    if json_path:
+        _apply_json(values, json_path, role)
+    mode = MODES.get(values["mode"])
+    if mode is not None:
+        values["nodelay"], values["interval"], values["resend"], values["nc"] = mode
+    config = TunnelConfig(role=role, **values)
+    _check(config)
     return config
