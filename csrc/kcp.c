@@ -869,14 +869,18 @@ static uint16_t wnd_unused(const gk_kcp *k)
     return k->rcv_queue.count < k->rcv_wnd ? (uint16_t)(k->rcv_wnd - k->rcv_queue.count) : 0;
 }
 
-void gk_kcp_ask_window_now(gk_kcp *k)
+static void ask_window(gk_kcp *k, uint32_t una)
 {
     packer pk = {k, k->reserved};
-    /* una 0 acknowledges nothing: a conversation numbers its segments from
-     * 0, and nothing may look acknowledged before the session is proven */
-    put_header(&pk, GK_KCP_CMD_WASK, 0, wnd_unused(k), 0, 0, 0, 0);
+    put_header(&pk, GK_KCP_CMD_WASK, 0, wnd_unused(k), 0, 0, una, 0);
     finish(&pk);
 }
+
+/* una 0 acknowledges nothing: a conversation numbers its segments from 0,
+ * and nothing may look acknowledged before the session is proven */
+void gk_kcp_ask_window_now(gk_kcp *k) { ask_window(k, 0); }
+
+void gk_kcp_ask_window_live(gk_kcp *k) { ask_window(k, k->rcv_nxt); }
 
 uint32_t gk_kcp_flush(gk_kcp *k, int ack_only, uint32_t current)
 {

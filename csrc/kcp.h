@@ -85,6 +85,10 @@ int gk_kcp_validate(const uint8_t *data, int size, uint32_t *conv);
  * una 0 and no ACKs: a probe that makes the peer answer with a window tell
  * (WINS) on its next flush, acknowledging nothing on the way. */
 void gk_kcp_ask_window_now(gk_kcp *kcp);
+/* The same probe on a live conversation: una is this side's receive
+ * position, as in every other segment (a gkcp peer takes a una going
+ * backwards for a reset, GK_ST_RESET). */
+void gk_kcp_ask_window_live(gk_kcp *kcp);
 /* kcp-go flush: ACKs, probes, new and due segments.  ack_only sends only
  * pending ACKs.  Returns ms until this session next needs a flush. */
 uint32_t gk_kcp_flush(gk_kcp *kcp, int ack_only, uint32_t current);

@@ -83,17 +83,56 @@ void gk_pipe_output(uint8_t *buf, int len, void *user)
         memcpy(tx_slot(s, crypt_room + parity_len) + crypt_room, parity[i], (size_t)parity_len);
 }
 
+/* Only KCP input the session accepts is life from the peer: it has our
+ * crypt, key and FEC shape (keepalive, idle timeout, a verified dial). */
 static void kcp_feed(gk_sess *s, const uint8_t *data, int len, int regular, uint32_t now)
 {
     /* an unproven session acknowledges nothing: it may yet be freed */
     int ack_nodelay = s->cfg.ack_nodelay && !s->unproven;
-    if (gk_kcp_input(s->kcp, data, len, regular, ack_nodelay, now) < 0)
+    if (gk_kcp_input(s->kcp, data, len, regular, ack_nodelay, now) < 0) {
         gk_stats.KCPInErrors++;
+        return;
+    }
+    s->last_rx = now;
+    if (!s->heard && !s->unproven && !s->closing) {
+        s->heard = 1;
+        gk_sess_post(s, GK_EV_READ); /* wakes a dial waiting for the peer */
+    }
+}
+
+/* A peer's una (its receive position) never goes back in a live
+ * conversation.  One that does is a reordered old datagram, or a peer that
+ * forgot the conversation: a kcp-go listener answers our next packet from a
+ * brand-new session of the same conv (una 0) once its application closed
+ * the old one or its process restarted.  The first such datagram is
+ * answered with a window ask; a second in a row (the answer) ends the
+ * session, a normal one clears the doubt.  Returns 1 if s ended. */
+static int peer_reset(gk_sess *s, const uint8_t *kcp, int len)
+{
+    if (s->unproven || s->status || len < GK_KCP_OVERHEAD || le32(kcp) != s->conv)
+        return 0;
+    uint32_t una = le32(kcp + 16);
+    if (!s->peer_una_known || (int32_t)(una - s->peer_una) >= 0) {
+        s->peer_una = una;
+        s->peer_una_known = 1;
+        s->reset_suspect = 0;
+        return 0;
+    }
+    if (!s->reset_suspect) {
+        s->reset_suspect = 1;
+        gk_kcp_ask_window_live(s->kcp);
+        return 0;
+    }
+    gk_stats.PeerResets++;
+    gk_sess_end(s, GK_ST_RESET);
+    return 1;
 }
 
 static void deliver(gk_sess *s, const uint8_t *pkt, int len, int fec_type, uint32_t now)
 {
-    s->last_rx = now;
+    if (fec_type != GK_FEC_TYPE_PARITY &&
+        peer_reset(s, fec_type ? pkt + GK_FEC_HEADER : pkt, fec_type ? len - GK_FEC_HEADER : len))
+        return;
     if (!s->unproven)
         gk_sess_wake(s, now); /* its ACKs are due within an interval */
     if (!fec_type) {

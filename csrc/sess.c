@@ -73,8 +73,9 @@ void gk_sess_check_ready(gk_sess *s)
 
 /* A session with nothing queued, in flight or to acknowledge is parked: its
  * flushes would send nothing, so it leaves the timer heap (or, with an idle
- * timeout, waits for that deadline) until input or a write wakes it.  Busy
- * sessions flush every interval, as in kcp-go; idle ones cost nothing. */
+ * timeout or keepalive, waits for the next of those deadlines) until input
+ * or a write wakes it.  Busy sessions flush every interval, as in kcp-go;
+ * idle ones cost nothing but one wake-up per keepalive probe. */
 void gk_sess_wake(gk_sess *s, uint32_t now)
 {
     if (s->status)
@@ -189,7 +190,66 @@ static gk_config clamped(const gk_config *cfg)
     gk_config c = *cfg;
     if (c.idle_timeout_ms > GK_DURATION_MAX_MS)
         c.idle_timeout_ms = GK_DURATION_MAX_MS;
+    if (c.keepalive_ms > GK_DURATION_MAX_MS)
+        c.keepalive_ms = GK_DURATION_MAX_MS;
+    if (c.keepalive_timeout_ms > GK_DURATION_MAX_MS)
+        c.keepalive_timeout_ms = GK_DURATION_MAX_MS;
     return c;
+}
+
+/* Keepalive runs on open, proven sessions that Python still holds. */
+static int keepalive_on(const gk_sess *s)
+{
+    return s->cfg.keepalive_ms && s->cfg.keepalive_timeout_ms && !s->closing && !s->unproven;
+}
+
+/* When a silent peer is asked next: keepalive_ms after whichever came
+ * last, its last packet or our last ask. */
+static uint32_t next_probe(const gk_sess *s)
+{
+    uint32_t since = (int32_t)(s->last_probe - s->last_rx) > 0 ? s->last_probe : s->last_rx;
+    return since + s->cfg.keepalive_ms;
+}
+
+/* Ends the session if the peer stayed silent too long, else asks it if a
+ * probe is due.  Returns 1 if the session ended. */
+static int keepalive_tick(gk_sess *s, uint32_t now)
+{
+    if (!keepalive_on(s))
+        return 0;
+    if ((uint32_t)(now - s->last_rx) >= s->cfg.keepalive_timeout_ms) {
+        gk_stats.KeepaliveTimeouts++;
+        gk_sess_end(s, GK_ST_KEEPALIVE);
+        return 1;
+    }
+    if ((int32_t)(now - next_probe(s)) >= 0) {
+        gk_stats.KeepaliveProbes++;
+        s->last_probe = now;
+        gk_kcp_ask_window_live(s->kcp);
+    }
+    return 0;
+}
+
+/* The earliest time a session with nothing to send must run again for its
+ * silence limits (idle timeout, keepalive probe or timeout); 0 in *any if
+ * none applies. */
+static uint32_t silence_due(const gk_sess *s, int *any)
+{
+    uint32_t due = 0;
+    *any = 0;
+    if (s->cfg.idle_timeout_ms) {
+        due = s->last_rx + s->cfg.idle_timeout_ms;
+        *any = 1;
+    }
+    if (keepalive_on(s)) {
+        uint32_t probe = next_probe(s);
+        uint32_t dead = s->last_rx + s->cfg.keepalive_timeout_ms;
+        uint32_t ka = (int32_t)(dead - probe) < 0 ? dead : probe;
+        if (!*any || (int32_t)(ka - due) < 0)
+            due = ka;
+        *any = 1;
+    }
+    return due;
 }
 
 static void count_open(void)
@@ -300,7 +360,7 @@ static gk_sess *sess_new(gk_udp *u, const void *addr, socklen_t addrlen, uint32_
     s->peerlen = addrlen;
     gk_addr_key_make(&s->key, &s->peer);
     s->id = u->eng->next_id++;
-    s->last_rx = now;
+    s->last_rx = s->last_probe = now;
     if (gk_sched_put(u->eng, s, now) < 0) {
         gk_kcp_release(s->kcp);
         gk_fec_encoder_free(s->fec_enc);
@@ -405,7 +465,7 @@ void gk_sess_end(gk_sess *s, int status)
     if (s->status)
         return;
     s->status = status;
-    gk_stats.DeadLinks += status != GK_ST_REPLACED;
+    gk_stats.DeadLinks += status == GK_ST_DEADLINK || status == GK_ST_IDLE;
     gk_sched_remove(s->udp->eng, s);
     if (s->udp->dialed != s)
         table_remove(s->udp, s);
@@ -419,6 +479,16 @@ uint32_t gk_sess_id(const gk_sess *s) { return s->id; }
 uint32_t gk_sess_conv(const gk_sess *s) { return s->conv; }
 gk_udp *gk_sess_udp(const gk_sess *s) { return s->udp; }
 int gk_sess_status(const gk_sess *s) { return s->status; }
+int gk_sess_heard(const gk_sess *s) { return s->heard; }
+
+void gk_sess_ask(gk_sess *s, uint32_t now)
+{
+    if (s->status)
+        return;
+    s->last_probe = now;
+    gk_kcp_ask_window_live(s->kcp);
+    gk_pipe_flush_dirty(s->udp->eng);
+}
 void gk_sess_get_info(const gk_sess *s, gk_kcp_info *info) { gk_kcp_get_info(s->kcp, info); }
 int gk_sess_waitsnd(const gk_sess *s) { return gk_kcp_waitsnd(s->kcp); }
 
@@ -596,14 +666,17 @@ uint32_t gk_engine_update(gk_engine *eng, uint32_t now)
             gk_sess_end(s, GK_ST_IDLE);
             continue;
         }
+        if (keepalive_tick(s, now))
+            continue;
         gk_sess_check_ready(s);
         uint32_t due = now + wait;
         if (!gk_kcp_busy(s->kcp) && !s->closing) {
-            if (!s->cfg.idle_timeout_ms) {
+            int any;
+            due = silence_due(s, &any);
+            if (!any) {
                 gk_sched_remove(eng, s);
                 continue;
             }
-            due = s->last_rx + s->cfg.idle_timeout_ms;
             if ((int32_t)(due - now) > (int32_t)SCHED_HORIZON_MS)
                 due = now + SCHED_HORIZON_MS;
         }

@@ -29,6 +29,13 @@ typedef struct gk_config {
     int parity_shards;
     uint32_t dead_link;        /* transmissions of one segment that end the session; 0 = never */
     uint32_t idle_timeout_ms;  /* silence from the peer that ends the session; 0 = never */
+    /* Keepalive (0 = off, kcp-go's behaviour): after keepalive_ms without a
+     * valid packet from the peer the session asks for its window (WASK, the
+     * peer answers WINS on its next flush), again every keepalive_ms, and
+     * ends (GK_ST_KEEPALIVE) once the silence reaches keepalive_timeout_ms.
+     * An idle session is scheduled only for its next probe. */
+    uint32_t keepalive_ms;
+    uint32_t keepalive_timeout_ms;
 } gk_config;
 
 /* Longest duration (idle_timeout_ms, linger_ms) the core honours, about 24.8
@@ -63,6 +70,11 @@ typedef struct gk_config {
 #define GK_ST_DEADLINK  1  /* a segment reached dead_link transmissions */
 #define GK_ST_IDLE      2  /* nothing heard for idle_timeout_ms */
 #define GK_ST_REPLACED  3  /* the peer's address started a new conversation */
+#define GK_ST_KEEPALIVE 4  /* the peer answered no keepalive probe for keepalive_timeout_ms */
+/* GK_ST_RESET: the peer forgot the conversation; twice in a row it
+ * acknowledged less than it once had (a closed or restarted peer answering
+ * from a fresh session of the same conv). */
+#define GK_ST_RESET     5
 
 typedef struct gk_event {
     uint32_t id;
@@ -127,6 +139,15 @@ gk_udp *gk_sess_udp(const gk_sess *s);
 int gk_sess_status(const gk_sess *s);
 /* Copies the peer's struct sockaddr into addr; returns its length. */
 int gk_sess_peer(const gk_sess *s, void *addr, int cap);
+/* 1 once a valid KCP packet came from the peer (it has the same crypt, key
+ * and FEC shape and is alive): what a verified dial waits for.  The first
+ * one posts GK_EV_READ, so a waiter wakes (a reader finding no data waits
+ * again). */
+int gk_sess_heard(const gk_sess *s);
+/* Sends one window ask (WASK, carrying this side's real una) at once: a
+ * dial's connect probe.  kcp-go and gkcp answer it (WINS, or a gkcp
+ * listener's own ask while it proves the session). */
+void gk_sess_ask(gk_sess *s, uint32_t now);
 /* Applies cfg (all fields; idle_timeout_ms clamped to GK_DURATION_MAX_MS).  -1, nothing changed, if the mtu does not fit or
  * the change would alter the header room (FEC on/off): KCP has already cut
  * queued data to the old room. */

@@ -38,7 +38,9 @@ struct gk_sess {
     socklen_t peerlen;
     gk_addr_key key;
 
-    uint32_t last_rx;
+    uint32_t last_rx;          /* when the peer last sent a valid KCP packet */
+    uint32_t last_probe;       /* when keepalive last asked (starts as last_rx) */
+    uint32_t peer_una;         /* the most the peer has acknowledged (its una), once peer_una_known */
     uint32_t due;              /* next flush, engine clock */
     int heap_index;            /* -1 when not scheduled */
     int event_index;           /* -1 when no event is pending */
@@ -49,6 +51,9 @@ struct gk_sess {
     unsigned closing : 1;      /* Python has let go; lingering */
     unsigned unaccepted : 1;
     unsigned unproven : 1;     /* listener side: the peer has not answered a window ask yet */
+    unsigned heard : 1;        /* a valid KCP packet came from the peer */
+    unsigned peer_una_known : 1;
+    unsigned reset_suspect : 1; /* the last packet acknowledged less than peer_una; asked again */
     uint8_t reasked;           /* unproven: window asks sent unprompted */
     uint8_t fed;               /* unproven: datagrams handed to KCP */
     uint32_t born;             /* unproven: when the first datagram arrived */

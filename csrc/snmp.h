@@ -41,6 +41,9 @@ typedef struct gk_snmp {
     uint64_t InReplays;        /* authentic datagrams a listening socket had seen before (replays, network duplicates) */
     uint64_t UnprovenEvicted;  /* unproven sessions freed to make room for newer ones */
     uint64_t UnprovenExpired;  /* unproven sessions freed because their address never answered */
+    uint64_t KeepaliveProbes;  /* window asks sent because the peer was silent for the keepalive interval */
+    uint64_t KeepaliveTimeouts;/* sessions ended because no keepalive probe was answered */
+    uint64_t PeerResets;       /* sessions ended because the peer acknowledged less than before (GK_ST_RESET) */
 } gk_snmp;
 
 extern gk_snmp gk_stats;

@@ -32,6 +32,9 @@ def c_config(options: Options) -> Any:
     cfg.ack_nodelay = int(bool(options.ack_nodelay))
     cfg.write_delay = int(bool(options.write_delay))
     cfg.idle_timeout_ms = 0 if options.idle_timeout is None else max(1, duration_ms(options.idle_timeout))
+    if options.keepalive:
+        cfg.keepalive_ms = max(1, duration_ms(options.keepalive))
+        cfg.keepalive_timeout_ms = max(1, duration_ms(options.keepalive_timeout))
     return cfg
 
 
@@ -55,6 +58,7 @@ class Endpoint:
         self.on_accept = on_accept
         self.refs = 1
         self._error = 0  # errno of the last failed socket read (SO_ERROR), 0 if none
+        self.on_error: Optional[Callable[[], None]] = None  # called after a read failed (a dial waits on it)
         sock.setblocking(False)
         crypt_ptr = self.crypt.ptr if self.crypt is not None else ffi.NULL
         self._c = lib.gk_udp_new(engine.c, sock.fileno(), int(listening), c_config(options),
@@ -103,6 +107,8 @@ class Endpoint:
                     # connected socket.  The kernel cleared it by reporting
                     # it, so waiting again cannot spin; keep it for SO_ERROR.
                     self._error = -rc
+                    if self.on_error is not None:
+                        self.on_error()
                 if rc <= 0:
                     break
                 gevent.sleep(0)  # a busy socket must not starve other greenlets

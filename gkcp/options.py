@@ -52,7 +52,10 @@ class Options:
     batch: int = 64            #: datagrams per recvmmsg/sendmmsg
     mmsg: bool = True          #: use recvmmsg/sendmmsg (False: recvfrom/sendto)
     reuse_port: bool = False
-    announce: bool = True      #: dial sends one window-tell segment at once, so the listener accepts before the first write
+    announce: bool = True      #: with connect_timeout=0: dial sends one window-tell segment at once, so the listener accepts before the first write
+    connect_timeout: float = 10.0  #: seconds dial waits for the peer to answer a window ask (0: return at once, unverified)
+    keepalive: float = 10.0    #: seconds of silence from the peer before a window-ask probe, then again as often (0: off, as kcp-go)
+    keepalive_timeout: float = 30.0  #: seconds without any valid packet that end a session with keepalive on
 
     def fec_enabled(self) -> bool:
         return self.data_shards > 0 and self.parity_shards > 0
@@ -86,6 +89,12 @@ class Options:
         if self.idle_timeout is not None:
             _seconds("idle_timeout", self.idle_timeout)
         _seconds("linger", self.linger)
+        _seconds("connect_timeout", self.connect_timeout)
+        _seconds("keepalive", self.keepalive)
+        _seconds("keepalive_timeout", self.keepalive_timeout)
+        if self.keepalive and self.keepalive_timeout <= self.keepalive:
+            raise ValueError("keepalive_timeout (%r s) must be longer than keepalive (%r s), so that a probe "
+                             "can be answered before the session ends" % (self.keepalive_timeout, self.keepalive))
         _int_in("backlog", self.backlog, 1, 1 << 20)
         _int_in("batch", self.batch, 1, 1024)
         if self.block is not None and self.crypt is not None:

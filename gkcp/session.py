@@ -12,8 +12,10 @@ import errno
 import io
 import math
 import operator
+import itertools
 import os
 import socket
+import time
 from typing import Any, Dict, Optional, Tuple
 
 from gevent.event import Event
@@ -41,8 +43,10 @@ class Session(Blocking):
     Obtain one from :func:`gkcp.dial`, :func:`gkcp.create_connection` or
     :meth:`gkcp.Listener.accept`.  KCP has no close handshake: ``close()``
     flushes and keeps retransmitting unacknowledged data for up to
-    ``linger`` seconds, and a peer that goes silent is detected only through
-    the ``dead_link`` and ``idle_timeout`` limits.
+    ``linger`` seconds.  A peer that goes silent is found by keepalive
+    (recv/send raise ConnectionAbortedError(ETIMEDOUT)), ``dead_link`` and
+    ``idle_timeout``; one that forgot the conversation (closed or restarted)
+    by its acknowledgements going back (ConnectionResetError).
     """
 
     family: int
@@ -95,6 +99,13 @@ class Session(Blocking):
         if status == lib.GK_ST_DEADLINK:
             raise ConnectionAbortedError(errno.ETIMEDOUT, "dead link: a segment was sent %d times "
                                          "without acknowledgement" % self._options.dead_link)
+        if status == lib.GK_ST_KEEPALIVE:
+            raise ConnectionAbortedError(errno.ETIMEDOUT, "keepalive: no packet from the peer for %s s; it did not "
+                                         "answer the window asks sent every %s s (keepalive_timeout)"
+                                         % (self._options.keepalive_timeout, self._options.keepalive))
+        if status == lib.GK_ST_RESET:
+            raise ConnectionResetError(errno.ECONNRESET, "the peer no longer knows this conversation (its session "
+                                       "was closed or its process restarted): it acknowledges less than it had")
         raise ConnectionResetError(errno.ECONNRESET, "the peer started a new conversation from its address")
 
     # -- reading --------------------------------------------------------------------
@@ -464,10 +475,18 @@ def dial(address: Any, *, conv: Optional[int] = None, sock: Optional[socket.sock
     """A session to address ((host, port) or 'host:port'), over a new UDP
     socket connected to it, or over sock (kcp-go's NewConn; the session then
     owns it).  conv defaults to 32 random bits.  Options: see gkcp.Options.
-    KCP has no handshake, so this never blocks and never fails for an absent
-    peer; with announce=True (the default) one window-tell segment goes out
-    at once so the peer's listener accepts the session before this side
-    writes (a server may then speak first)."""
+
+    KCP has no handshake; the dial makes one from a window ask (WASK), which
+    kcp-go and gkcp peers answer on their next flush: it returns once a
+    valid KCP packet comes back (the peer lives and has the same crypt, key
+    and FEC shape; a gkcp listener accepts the session in the same round
+    trip), asking again after 0.25, 0.5, 1, 2 s and then every 2 s.  It
+    raises ConnectionRefusedError when an ICMP port unreachable comes back
+    (own socket only: it is connected), and socket.timeout (TimeoutError)
+    after connect_timeout seconds without an answer.  connect_timeout=0:
+    return at once, unverified (kcp-go's Dial); with announce=True one
+    window-tell segment then goes out so the peer's listener accepts the
+    session before this side writes (a server may then speak first)."""
     opts = make_options(**options)
     if conv is None:
         conv = int.from_bytes(os.urandom(4), "little")
@@ -489,19 +508,65 @@ def dial(address: Any, *, conv: Optional[int] = None, sock: Optional[socket.sock
     engine = get_engine()
     endpoint = Endpoint(engine, sock, False, opts, crypt)
     raw = to_sockaddr(family, sockaddr)
-    csess = lib.gk_udp_dial(endpoint.c, raw, len(raw), conv, int(bool(opts.announce)), now_ms())
+    verify = opts.connect_timeout > 0
+    announce = int(bool(opts.announce) and not verify)  # the ask creates the peer's session itself
+    csess = lib.gk_udp_dial(endpoint.c, raw, len(raw), conv, announce, now_ms())
     if csess == ffi.NULL:
         endpoint.release()
         raise OSError("could not create a session to %r" % (address,))
-    return Session(engine, endpoint, csess, opts)
+    session = Session(engine, endpoint, csess, opts)
+    if verify:
+        _connect(session, opts.connect_timeout, address)
+    return session
+
+
+# Seconds between the connect probes: the first answers come within a round
+# trip and the peer's interval; later ones cover loss on long paths.
+_REASK_DELAYS = (0.25, 0.5, 1.0, 2.0)
+
+
+def _connect(session: Session, timeout: float, address: Any) -> None:
+    """Ask the peer until it answers (see dial); closes session on failure."""
+    endpoint = session._endpoint
+    endpoint.on_error = session._readable.set
+    end = time.monotonic() + timeout
+    try:
+        for attempt in itertools.count():
+            lib.gk_sess_ask(session._live(), now_ms())
+            ask_by = time.monotonic() + _REASK_DELAYS[min(attempt, len(_REASK_DELAYS) - 1)]
+            while True:
+                session._readable.clear()
+                if lib.gk_sess_heard(session._c):
+                    return
+                error = endpoint.take_error()
+                if error == errno.ECONNREFUSED:
+                    raise ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused: nothing listens on "
+                                                 "%s (ICMP port unreachable)" % (address,))
+                left = min(ask_by, end) - time.monotonic()
+                if left <= 0 or not session._readable.wait(left):
+                    break
+            if time.monotonic() >= end:
+                raise socket.timeout("no KCP answer from %s within %s s (connect_timeout): nothing listens there "
+                                     "and no ICMP error came back (a firewall drops UDP?), or the peer uses "
+                                     "another crypt/key or FEC shape (data_shards/parity_shards)"
+                                     % (address, timeout))
+    except BaseException:
+        session.close()  # nothing was queued: freed at once
+        raise
+    finally:
+        endpoint.on_error = None
 
 
 def create_connection(address: Any, timeout: Any = _DEFAULT, source_address: Optional[Tuple[str, int]] = None,
                       **options: Any) -> Session:
-    """socket.create_connection for KCP: a Session with the given timeout
-    (default: socket.getdefaulttimeout(); the checks of settimeout) and KCP
-    options."""
+    """socket.create_connection for KCP: a verified dial (see dial) whose
+    Session has the given timeout (default: socket.getdefaulttimeout(); the
+    checks of settimeout) and KCP options.  As with TCP, a positive timeout
+    also bounds the connect: it waits min(timeout, connect_timeout)."""
     timeout = socket.getdefaulttimeout() if timeout is _DEFAULT else parse_timeout(timeout)
+    wait = make_options(**options).connect_timeout
+    if timeout and wait:
+        options["connect_timeout"] = min(wait, timeout)
     session = dial(address, source_address=source_address, **options)
     session.settimeout(timeout)
     return session

@@ -4,6 +4,7 @@ str, bytes, None, float for int, bool for int): a bad value raises a clear
 ValueError/TypeError naming it, nothing is half-applied, nothing leaks.
 Timeouts mirror the socket module exactly (compared with a real socket)."""
 import dataclasses
+import functools
 import math
 import socket
 
@@ -48,6 +49,9 @@ OPTION_ACCEPTS = {
     "sockbuf": _accepts(0), "dead_link": _accepts(0),
     "idle_timeout": lambda v: v is None or _seconds_ok(v), "linger": _seconds_ok,
     "backlog": _accepts(), "batch": _accepts(),
+    "connect_timeout": _seconds_ok, "keepalive": _seconds_ok,
+    # longer than the default keepalive (10 s), which no swept value is
+    "keepalive_timeout": lambda v: _seconds_ok(v) and v > Options.keepalive,
 }
 
 
@@ -60,6 +64,10 @@ def _refused(call, name, *args, **kwargs):
     with pytest.raises((ValueError, TypeError)) as info:
         call(*args, **kwargs)
     assert name in str(info.value), (name, info.value)
+
+
+# The silent address never answers: dial it unverified (as kcp-go dials).
+dial_unverified = functools.partial(gkcp.dial, connect_timeout=0)
 
 
 @pytest.fixture(scope="module")
@@ -82,10 +90,14 @@ def baseline():
 @pytest.mark.parametrize("option", sorted(OPTION_ACCEPTS))
 def test_every_option_value(option, value, silent_address, baseline):
     if OPTION_ACCEPTS[option](value):
-        gkcp.dial(silent_address, **{option: value}).close()
+        if option == "connect_timeout" and value:
+            with pytest.raises(socket.timeout):  # a verified dial to nobody
+                gkcp.dial(silent_address, connect_timeout=value)
+        else:
+            dial_unverified(silent_address, **{option: value}).close()
         gkcp.listen(("127.0.0.1", 0), **{option: value}).close()
         return
-    _refused(gkcp.dial, option, silent_address, **{option: value})
+    _refused(dial_unverified, option, silent_address, **{option: value})
     _refused(gkcp.listen, option, ("127.0.0.1", 0), **{option: value})
     _refused(KCPServer, option, ("127.0.0.1", 0), lambda s, a: None, **{option: value})
 
@@ -108,7 +120,7 @@ def test_entry_point_arguments(value, silent_address, baseline):
         _refused(KCPServer, "handle", ("127.0.0.1", 0), value)
         _refused(KCPWSGIServer, "application", ("127.0.0.1", 0), value)
     if value is None or (_is_int(value) and 0 <= value < 2 ** 32):
-        gkcp.dial(silent_address, conv=value).close()
+        dial_unverified(silent_address, conv=value).close()
     else:
         _refused(gkcp.dial, "conv", silent_address, conv=value)
     if value is not None and not (_is_int(value) and 1 <= value < 2 ** 31):
@@ -142,7 +154,7 @@ def _socket_outcome(call):
 @pytest.mark.parametrize("value", SWEEP + [9.3e9, 9223372036, 9223372037, -0.0, 1e-10],
                          ids=IDS + ["9.3e9", "2^63ns", "2^63ns+1s", "-0.0", "1e-10"])
 def test_timeouts_mirror_the_socket_module(value, silent_address, baseline):
-    session = gkcp.dial(silent_address)
+    session = dial_unverified(silent_address)
     listener = gkcp.listen(("127.0.0.1", 0))
     reference = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
@@ -163,7 +175,7 @@ def test_timeouts_mirror_the_socket_module(value, silent_address, baseline):
             return
         expected = _socket_outcome(lambda: reference.settimeout(value))
         if expected[0] == "ok":
-            connection = gkcp.create_connection(silent_address, timeout=value)
+            connection = gkcp.create_connection(silent_address, timeout=value, connect_timeout=0)
             assert connection.gettimeout() == reference.gettimeout()
             connection.close()
         else:
@@ -295,7 +307,7 @@ def test_the_longest_linger_keeps_retransmitting(silent_address):
     # nobody hears the first transmissions; the closed session must keep
     # retransmitting (not free itself at once, not raise) until a listener appears
     port = free_udp_port()
-    session = gkcp.dial(("127.0.0.1", port), linger=MAX_DURATION, interval=10)
+    session = dial_unverified(("127.0.0.1", port), linger=MAX_DURATION, interval=10)
     session.sendall(b"sent before anyone listened")
     session.close()
     gevent.sleep(0.3)
@@ -305,7 +317,7 @@ def test_the_longest_linger_keeps_retransmitting(silent_address):
         server.settimeout(10)
         assert server.recv(100) == b"sent before anyone listened"
         server.close()
-    for option in ("linger", "idle_timeout"):
+    for option in ("linger", "idle_timeout", "connect_timeout", "keepalive", "keepalive_timeout"):
         _refused(gkcp.dial, option, silent_address, **{option: MAX_DURATION + 0.001})
         _refused(gkcp.dial, "2**31-1 ms", silent_address, **{option: INF})
 

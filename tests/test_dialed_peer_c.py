@@ -134,7 +134,7 @@ def test_gevent_reader_does_not_spin_on_a_refused_connected_socket():
     closed.close()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.connect(addr)
-    with gkcp.dial(addr, sock=sock, **FAST) as client:
+    with gkcp.dial(addr, sock=sock, connect_timeout=0, **FAST) as client:
         client.sendall(b"to nobody")
         gevent.sleep(0.2)
         used = resource.getrusage(resource.RUSAGE_SELF)

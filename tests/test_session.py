@@ -140,7 +140,7 @@ def test_write_deadline_fires_when_window_is_full():
     silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     silent.bind(("127.0.0.1", 0))
     try:
-        client = gkcp.dial(silent.getsockname(), sndwnd=8)
+        client = gkcp.dial(silent.getsockname(), sndwnd=8, connect_timeout=0)
         client.set_write_deadline(time.time() + 0.3)
         with pytest.raises(socket.timeout):
             for _ in range(100):
@@ -225,7 +225,7 @@ def test_idle_timeout_ends_session():
     silent.bind(("127.0.0.1", 0))
     try:
         before = gkcp.snmp()["DeadLinks"]
-        client = gkcp.dial(silent.getsockname(), idle_timeout=0.3, interval=10)
+        client = gkcp.dial(silent.getsockname(), idle_timeout=0.3, interval=10, connect_timeout=0)
         client.settimeout(5)
         assert client.recv(10) == b""  # the silent peer counts as gone
         with pytest.raises(ConnectionAbortedError):
@@ -240,7 +240,7 @@ def test_dead_link_ends_session_with_error():
     silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     silent.bind(("127.0.0.1", 0))
     try:
-        client = gkcp.dial(silent.getsockname(), dead_link=3, nodelay=1, interval=10)
+        client = gkcp.dial(silent.getsockname(), dead_link=3, nodelay=1, interval=10, connect_timeout=0)
         client.settimeout(10)
         client.sendall(b"nobody hears this")
         with pytest.raises(ConnectionAbortedError) as info:
@@ -409,7 +409,7 @@ def test_dial_announces_so_the_server_can_speak_first():
         assert client.recv(100) == b"220 greeting"
         client.close()
         server.close()
-        quiet = gkcp.dial(listener.getsockname(), announce=False, **FAST)
+        quiet = gkcp.dial(listener.getsockname(), announce=False, connect_timeout=0, **FAST)
         listener.settimeout(0.3)
         with pytest.raises(socket.timeout):
             listener.accept()
