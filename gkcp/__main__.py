@@ -23,6 +23,7 @@ PROG = "gkcp"
 COMMANDS: Dict[str, Tuple[str, str]] = {
     "demo": ("gkcp.demo", "move a payload over KCP on 127.0.0.1, report MB/s, RTT and SNMP counters"),
     "tunnel": ("gkcp.tunnel.cli", "kcptun-compatible TCP tunnel over KCP + smux: tunnel client|server [kcptun flags]"),
+    "run": ("gkcp.run", "run a Python program unmodified, its TCP connections to --route HOST:PORT=URL over KCP"),
 }
 
 

@@ -28,12 +28,12 @@ import collections
 import dataclasses
 import errno
 import socket
-import threading
 import time
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, TypeVar
 
 import gevent
 from gevent.event import Event
+from gevent.monkey import get_original
 
 from ._blocking import Blocking
 from ._smux_proto import (  # noqa: F401  (re-exported: the public exceptions)
@@ -46,6 +46,9 @@ __all__ = ["Config", "client", "server", "Session", "Stream", "SmuxError", "Prot
            "KeepaliveTimeout", "StreamIdsExhausted"]
 
 T = TypeVar("T")
+# The OS thread's identity even after gevent.monkey.patch_thread(), which makes
+# threading.get_ident() per greenlet: a session belongs to a hub's OS thread.
+_thread_ident = get_original("_thread", "get_ident")
 _READ_SIZE = 131072  # bytes asked of the connection per read: a few frames at once
 _WRITE_BATCH = 262144  # the writer joins requests up to this many bytes into one write
 _FRAMES_PER_REQUEST = 4  # a send() hands the writer at most this many full frames
@@ -184,7 +187,7 @@ class Session(Blocking):
         self.config = config
         self.is_client = is_client
         self._conn = conn
-        self._thread = threading.get_ident()
+        self._thread = _thread_ident()
         self._proto = Protocol(client=is_client, version=config.version, max_frame_size=config.max_frame_size,
                                max_receive_buffer=config.max_receive_buffer,
                                max_stream_buffer=config.max_stream_buffer, backlog=config.backlog)
@@ -323,7 +326,7 @@ class Session(Blocking):
         return error.with_traceback(None)
 
     def _check_thread(self) -> None:
-        if threading.get_ident() != self._thread:
+        if _thread_ident() != self._thread:
             raise RuntimeError("a gkcp.smux session is bound to the gevent hub of the thread that created it; "
                                "use it and its streams from that thread")
 
