@@ -340,9 +340,12 @@ def test_resources_flat_after_session_and_stream_cycles():
                 assert stream.recv(1) == b""
                 stream.close()
 
+    # Earlier tests in the same process may still hold sessions (lingering
+    # or not yet collected): compare with what was there before, not with 0.
+    before = resource_usage()["engine_sessions"]
     for _ in range(5):
         cycle()
-    assert wait_until(lambda: resource_usage()["engine_sessions"] == 0)
+    assert wait_until(lambda: resource_usage()["engine_sessions"] <= before)
     base = resource_usage()
     for _ in range(40):
         cycle()
