@@ -139,8 +139,8 @@ gk_udp *gk_sess_udp(const gk_sess *s);
 int gk_sess_status(const gk_sess *s);
 /* Copies the peer's struct sockaddr into addr; returns its length. */
 int gk_sess_peer(const gk_sess *s, void *addr, int cap);
-/* 1 once a valid KCP packet came from the peer (it has the same crypt, key
- * and FEC shape and is alive): what a verified dial waits for.  The first
+/* 1 once a valid KCP packet came from the peer (it has the same crypt and
+ * key, and is alive): what a verified dial waits for.  The first
  * one posts GK_EV_READ, so a waiter wakes (a reader finding no data waits
  * again). */
 int gk_sess_heard(const gk_sess *s);

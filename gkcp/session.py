@@ -478,8 +478,8 @@ def dial(address: Any, *, conv: Optional[int] = None, sock: Optional[socket.sock
 
     KCP has no handshake; the dial makes one from a window ask (WASK), which
     kcp-go and gkcp peers answer on their next flush: it returns once a
-    valid KCP packet comes back (the peer lives and has the same crypt, key
-    and FEC shape; a gkcp listener accepts the session in the same round
+    valid KCP packet comes back (the peer lives and has the same crypt and
+    key; a gkcp listener accepts the session in the same round
     trip), asking again after 0.25, 0.5, 1, 2 s and then every 2 s.  It
     raises ConnectionRefusedError when an ICMP port unreachable comes back
     (own socket only: it is connected), and socket.timeout (TimeoutError)
@@ -548,7 +548,7 @@ def _connect(session: Session, timeout: float, address: Any) -> None:
             if time.monotonic() >= end:
                 raise socket.timeout("no KCP answer from %s within %s s (connect_timeout): nothing listens there "
                                      "and no ICMP error came back (a firewall drops UDP?), or the peer uses "
-                                     "another crypt/key or FEC shape (data_shards/parity_shards)"
+                                     "another crypt or key (with crypt, every datagram fails its check)"
                                      % (address, timeout))
     except BaseException:
         session.close()  # nothing was queued: freed at once
