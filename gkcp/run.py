@@ -94,7 +94,7 @@ def _print_program_error(exc: BaseException) -> None:
     while tb is not None and (tb.tb_frame.f_code.co_filename in skip
                               or os.path.abspath(tb.tb_frame.f_code.co_filename) in skip):
         tb = tb.tb_next
-    sys.excepthook(type(exc), exc, tb)
+    sys.excepthook(type(exc), exc.with_traceback(tb), tb)
 
 
 def main(argv: Optional[List[str]] = None, prog: str = "gkcp run") -> int:

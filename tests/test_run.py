@@ -1,0 +1,266 @@
+"""``python -m gkcp run``: the program runs as python would run it (argv,
+__main__, sys.path[0], exit status, tracebacks, -m), with gevent patched
+and the routes in force; a routed connection is a real socket (select,
+poll, selectors, MSG_PEEK, makefile, sendfile, setsockopt, settimeout,
+half-close, non-blocking connect, getpeername) -- through gkcp's tunnel
+server and Debian's kcptun-server to an HTTP/1.1 server -- and a kcp://
+route reaches a KCPServer directly.  Bad routes are usage errors naming
+the route."""
+import os
+import select
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from legacy_servers import check, dead_tcp_port, http_server, kcptun_url, run_program, tunnel_server
+from tunnel_harness import REPO, free_port
+
+
+# -- the program runs as under python ------------------------------------------------------
+
+def test_script_argv_main_path_and_gevent(tmp_path):
+    (tmp_path / "helper_mod.py").write_text("VALUE = 42\n")
+    out = check(run_program(tmp_path, """
+        import sys, os
+        import gevent.monkey, socket
+        import helper_mod                      # found through sys.path[0], the script's directory
+        print("argv", sys.argv)
+        print("name", __name__, sys.modules["__main__"].__dict__ is globals())
+        print("path0", sys.path[0])
+        print("patched", gevent.monkey.is_module_patched("socket"), helper_mod.VALUE)
+    """, {}, args=["a", "--b", "-m"]))
+    assert "argv ['%s', 'a', '--b', '-m']" % (tmp_path / "program.py") in out
+    assert "name __main__ True" in out
+    assert "path0 %s" % os.path.realpath(tmp_path) in out
+    assert "patched True 42" in out
+
+
+def test_exit_status_and_traceback(tmp_path):
+    proc = run_program(tmp_path, "import sys\nprint('bye')\nsys.exit(7)\n", {})
+    assert proc.returncode == 7 and proc.stdout == "bye\n"
+    proc = run_program(tmp_path, "def f():\n    raise KeyError('boom')\nf()\n", {})
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert lines[0] == "Traceback (most recent call last):"
+    assert 'program.py", line 3, in <module>' in lines[1]
+    assert lines[-1] == "KeyError: 'boom'"
+    assert "gkcp" not in proc.stderr and "runpy" not in proc.stderr, proc.stderr
+    proc = run_program(tmp_path, "raise SystemExit('fatal: no config')\n", {})
+    assert proc.returncode == 1 and proc.stderr == "fatal: no config\n"
+
+
+def test_dash_m_module(tmp_path):
+    (tmp_path / "tool.py").write_text("import sys\nprint('tool', __name__, sys.argv)\nsys.exit(3)\n")
+    proc = subprocess.run([sys.executable, "-m", "gkcp", "run", "-m", "tool", "x", "-y"], cwd=str(tmp_path),
+                          env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stdout == "tool __main__ ['%s', 'x', '-y']\n" % (tmp_path / "tool.py")
+    proc = subprocess.run([sys.executable, "-m", "gkcp", "run", "-m", "no_such_module_here"], cwd=str(tmp_path),
+                          env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "No module named no_such_module_here" in proc.stderr
+
+
+@pytest.mark.parametrize("route,message", [
+    ("10.0.0.1:80", "expected HOST:PORT=URL"),
+    ("10.0.0.1=kcptun://h:1", "must be 'host:port'"),
+    ("10.0.0.1:80=http://h:1", "route 10.0.0.1:80 -> http://h:1: the scheme must be kcptun:// or kcp://"),
+    ("10.0.0.1:80=kcptun://h", "route 10.0.0.1:80 -> kcptun://h: the server port is missing"),
+    ("10.0.0.1:80=kcptun://h:1?mode=turbo", "--mode turbo: unknown mode"),
+    ("10.0.0.1:80=kcptun://h:1?conn=0", "--conn 0: must be in 1..65535"),
+    ("10.0.0.1:80=kcptun://h:1?bogus=1", "unknown client flag 'bogus'"),
+    ("10.0.0.1:80=kcptun://h:1?localaddr=:1", "localaddr is not a route parameter"),
+    ("10.0.0.1:80=kcptun://h:1?key=a&key=b", "parameter 'key' given twice"),
+    ("10.0.0.1:80=kcp://h:1?interval=1", "interval"),
+    ("10.0.0.1:80=kcp://h:1?nodelay=yes-please", "nodelay=yes-please: not an integer"),
+    ("10.0.0.1:80=kcp://h:1?crypt=aes", "needs key"),
+    ("10.0.0.1:80=kcp://h:1?connect_timeout=-1", "connect_timeout=-1: must be a positive"),
+])
+def test_bad_route_is_a_usage_error_naming_it(tmp_path, route, message):
+    proc = subprocess.run([sys.executable, "-m", "gkcp", "run", "--route", route, "nothing.py"], cwd=str(tmp_path),
+                          env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_usage_errors_and_help(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    for argv, status in ([], 2), (["--route"], 2), (["--frobnicate", "x.py"], 2), (["--help"], 0):
+        proc = subprocess.run([sys.executable, "-m", "gkcp", "run"] + argv, cwd=str(tmp_path), env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == status, (argv, proc.stderr)
+        assert "--route HOST:PORT=URL" in proc.stdout + proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "gkcp", "--help"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert "run" in proc.stdout and "--route" in proc.stdout
+
+
+# -- a routed connection is a real socket ----------------------------------------------------
+
+RAW_PROGRAM = r"""
+    import errno, os, select, selectors, socket, sys, tempfile
+    HALF_CLOSE = sys.argv[1] == "half-close"
+    DEAD = int(sys.argv[2])
+
+    def request(path):
+        return b"GET %s HTTP/1.1\r\nHost: legacy\r\n\r\n" % path.encode()
+
+    def response(f):
+        status = f.readline()
+        assert status.startswith(b"HTTP/1.1 200"), status
+        length = None
+        while True:
+            line = f.readline()
+            if line in (b"\r\n", b""):
+                break
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        return f.read(length)
+
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    s.settimeout(10)
+    s.connect(("10.255.0.4", 80))
+    assert s.getpeername() == ("10.255.0.4", 80), s.getpeername()
+    assert s._sock.getpeername()[0] == "127.0.0.1"   # the kernel connected to this host only
+    assert s.fileno() >= 0 and s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+
+    s.sendall(request("/select"))
+    assert select.select([s], [], [], 10)[0] == [s]
+    assert s.recv(12, socket.MSG_PEEK) == b"HTTP/1.1 200"   # peeked, still there
+    f = s.makefile("rb")
+    assert response(f) == b"ok /select"
+
+    with tempfile.TemporaryFile() as body:
+        body.write(request("/sendfile"))
+        body.seek(0)
+        s.sendfile(body)
+    poller = select.poll()
+    poller.register(s, select.POLLIN)
+    assert poller.poll(10000)
+    assert response(f) == b"ok /sendfile"
+
+    selector = selectors.DefaultSelector()
+    selector.register(s, selectors.EVENT_READ)
+    s.sendall(request("/selectors"))
+    assert selector.select(10)
+    assert response(f) == b"ok /selectors"
+
+    s.settimeout(0.3)
+    try:
+        s.recv(1)
+        raise AssertionError("recv returned with nothing to read")
+    except socket.timeout:
+        pass
+    s.settimeout(10)
+
+    if HALF_CLOSE:  # our FIN reaches the server, which answers and then ends: EOF comes back
+        s.sendall(request("/last"))
+        s.shutdown(socket.SHUT_WR)
+        assert response(f) == b"ok /last"
+        assert f.read() == b""
+    f.close()
+    s.close()
+
+    n = socket.socket()                      # non-blocking connect, then wait for writable
+    n.setblocking(False)
+    assert n.connect_ex(("10.255.0.4", 80)) in (0, errno.EINPROGRESS)
+    assert select.select([], [n], [], 10)[1] == [n]
+    n.setblocking(True)
+    n.sendall(request("/nonblocking"))
+    assert response(n.makefile("rb")) == b"ok /nonblocking"
+    n.close()
+
+    assert socket.gethostbyname("web.legacy.test").startswith("127.255.")
+    d = socket.socket()
+    d.connect(("web.legacy.test", 80))       # a routed name, connected to without a lookup
+    d.sendall(request("/by-name"))
+    assert response(d.makefile("rb")) == b"ok /by-name"
+    d.close()
+
+    try:                                     # unrouted: plain TCP, refused as ever
+        socket.create_connection(("127.0.0.1", DEAD), timeout=5)
+        raise AssertionError("connected to a dead port")
+    except ConnectionRefusedError:
+        pass
+    try:
+        socket.create_connection(("web.legacy.test", 81), timeout=5)
+    except ConnectionRefusedError as exc:
+        assert "routed on port(s) 80 only" in str(exc)
+    print("raw ok")
+"""
+
+
+@pytest.mark.parametrize("server", ["gkcp", "kcptun"])
+def test_raw_socket_program_with_select(tmp_path, server):
+    # kcptun closes a stream both ways when either direction ends, so the
+    # half-close is checked through gkcp's server, which passes the FIN on.
+    mode = "half-close" if server == "gkcp" else "full-close"
+    with http_server() as http_port, tunnel_server(server, http_port) as kcp_port:
+        url = kcptun_url(kcp_port)
+        out = check(run_program(tmp_path, RAW_PROGRAM, {"10.255.0.4:80": url, "web.legacy.test:80": url},
+                                args=[mode, str(dead_tcp_port())]))
+    assert "raw ok" in out
+
+
+KCP_SERVER = r"""
+from gevent import monkey; monkey.patch_all()
+import sys
+from gkcp.server import KCPWSGIServer
+
+BODY = bytes(range(256)) * 4096
+
+def app(environ, start_response):
+    body = BODY if environ["PATH_INFO"] == "/big" else environ["PATH_INFO"].encode()
+    start_response("200 OK", [("Content-Length", str(len(body)))])
+    return [body]
+
+server = KCPWSGIServer(("127.0.0.1", 0), app, log=None, nodelay=1, interval=10, resend=2, nc=1,
+                       sndwnd=256, rcvwnd=256)
+server.start()
+print(server.server_port, flush=True)
+server.serve_forever()
+"""
+
+KCP_PROGRAM = """
+    import hashlib
+    import requests
+    session = requests.Session()
+    for i in range(10):
+        assert session.get("http://10.255.0.5:8000/n%d" % i, timeout=30).content == b"/n%d" % i
+    body = session.get("http://10.255.0.5:8000/big", timeout=60).content
+    assert body == bytes(range(256)) * 4096
+    print("kcp ok")
+"""
+
+
+def test_kcp_route_to_a_kcp_server(tmp_path):
+    server = subprocess.Popen([sys.executable, "-c", KCP_SERVER], stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ, PYTHONPATH=str(REPO)))
+    try:
+        ready, _, _ = select.select([server.stdout], [], [], 30)
+        assert ready, "the KCP server did not start"
+        port = int(server.stdout.readline())
+        url = "kcp://127.0.0.1:%d?nodelay=1&interval=10&resend=2&nc=1&sndwnd=256&rcvwnd=256" % port
+        out = check(run_program(tmp_path, KCP_PROGRAM, {"10.255.0.5:8000": url}))
+    finally:
+        server.kill()
+        server.wait(10)
+    assert "kcp ok" in out
+
+
+def test_kcp_route_to_nothing_is_refused_at_connect(tmp_path):
+    start = time.monotonic()
+    out = check(run_program(tmp_path, """
+        import socket
+        try:
+            socket.create_connection(("10.255.0.6", 9), timeout=20)
+        except ConnectionRefusedError as exc:
+            print("refused", exc)
+    """, {"10.255.0.6:9": "kcp://127.0.0.1:%d" % free_port(socket.SOCK_DGRAM)}))
+    assert out.startswith("refused [Errno 111] gkcp route 10.255.0.6:9 -> kcp://127.0.0.1:"), out
+    assert time.monotonic() - start < 30
