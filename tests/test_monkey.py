@@ -5,6 +5,7 @@ the original functions, and everything holds after gevent.monkey.patch_all()
 import http.client
 import http.server
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -236,5 +237,105 @@ CHILD = textwrap.dedent("""
 def test_after_patch_all_with_threads_turned_into_greenlets():
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
     done = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "child ok" in done.stdout
+
+
+# -- patch(): every TCP connect to a routed address, a real socket bridged to KCP --------
+
+def test_patch_refuses_bad_routes_naming_them():
+    cases = [({("10.0.0.1", 80): "tcp://h:1"}, "route 10.0.0.1:80 -> tcp://h:1: the scheme must be"),
+             ({"10.0.0.1:80": "kcptun://h:1?mode=warp"}, "route 10.0.0.1:80 -> kcptun://h:1?mode=warp: --mode warp"),
+             ({"Web.Example:80": "kcp://h:1?sndwnd=0"}, "route web.example:80 -> kcp://h:1?sndwnd=0: sndwnd"),
+             ({("10.0.0.1", 0): "kcp://h:1"}, "port 0"),
+             ({":80": "kcp://h:1"}, "the host is missing")]
+    for routes, message in cases:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            gkcp.monkey.patch(routes)
+    with pytest.raises(TypeError, match="the target must be a URL string"):
+        gkcp.monkey.patch({("10.0.0.1", 80): dict(nodelay=1)})
+    assert not gkcp.monkey.is_patched()
+
+
+def test_patch_needs_gevent_monkey_patching():
+    """This process is not monkey patched: a bridge could never run while
+    the program blocks in a plain socket call."""
+    with pytest.raises(RuntimeError, match="patch_all"):
+        gkcp.monkey.patch({("10.0.0.1", 80): "kcp://127.0.0.1:9"})
+    assert not gkcp.monkey.is_patched()
+
+
+PATCH_CHILD = textwrap.dedent("""
+    from gevent import monkey
+    monkey.patch_all()
+    import hashlib, os, socket, sys, threading
+    import gevent.socket
+    from gevent.server import StreamServer
+    import gkcp.monkey
+
+    kcp_port, target_port = int(sys.argv[1]), int(sys.argv[2])
+
+    def echo(sock, address):
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            sock.sendall(data)
+        sock.close()
+
+    StreamServer(("127.0.0.1", target_port), echo).start()
+    originals = (gevent.socket.socket.getpeername, socket.getaddrinfo, socket.gethostbyname)
+    url = "kcptun://127.0.0.1:%d?key=legacy-test-key&mode=fast3" % kcp_port
+    gkcp.monkey.patch({("10.255.0.9", 7): url, "echo.legacy.test:7": url})
+    assert gkcp.monkey.routed() == {("10.255.0.9", 7): url, ("echo.legacy.test", 7): url}
+    digests = {}
+
+    def worker(i):  # a "thread" that patch_all turned into a greenlet
+        data = os.urandom(200_000 + i)
+        host = "10.255.0.9" if i % 2 else "echo.legacy.test"
+        with socket.create_connection((host, 7), timeout=20) as s:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)  # the FIN crosses gkcp's tunnel server: the echo ends
+            got = bytearray()
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+        digests[i] = hashlib.sha256(data).digest() == hashlib.sha256(got).digest()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert digests == {i: True for i in range(10)}, digests
+
+    held = socket.create_connection(("10.255.0.9", 7), timeout=20)
+    held.sendall(b"ping")
+    assert held.recv(4) == b"ping"
+    gkcp.monkey.unpatch()
+    assert held.recv(4) == b""  # unpatch ended the routed connections
+    assert "_internal_connect" not in gevent.socket.socket.__dict__
+    assert (gevent.socket.socket.getpeername, socket.getaddrinfo, socket.gethostbyname) == originals
+    assert gkcp.monkey.routed() == {} and not gkcp.monkey.is_patched()
+    try:
+        socket.create_connection(("127.0.0.1", kcp_port), timeout=5)  # plain TCP again: nothing there
+    except ConnectionRefusedError:
+        pass
+    else:
+        raise AssertionError("TCP connection to a UDP-only port")
+    print("child ok")
+""")
+
+
+def test_patch_in_code_then_unpatch(tmp_path):
+    from legacy_servers import tunnel_server
+    from tunnel_harness import free_port
+    target_port = free_port()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
+    with tunnel_server("gkcp", target_port) as kcp_port:
+        done = subprocess.run([sys.executable, "-c", PATCH_CHILD, str(kcp_port), str(target_port)], env=env,
+                              capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "child ok" in done.stdout
