@@ -39,11 +39,12 @@ class Traffic:
         self.total_streams = 0
 
 
-def _copy(src: Any, dst: Any, traffic: Traffic, upward: bool, progress: list, index: int) -> None:
+def _copy(src: Any, dst: Any, traffic: Traffic, upward: bool, progress: list, index: int,
+          copy_size: int = _COPY_SIZE) -> None:
     """src -> dst until EOF, then half-close dst.  Raises what either side raised."""
     recv, sendall = src.recv, dst.sendall
     while True:
-        data = recv(_COPY_SIZE)
+        data = recv(copy_size)
         if not data:
             break
         sendall(data)
@@ -59,10 +60,11 @@ def _copy(src: Any, dst: Any, traffic: Traffic, upward: bool, progress: list, in
 
 
 def relay(tcp: Any, stream: Any, traffic: Traffic, *, upward_from_tcp: bool,
-          stall_timeout: float = STALL_TIMEOUT, label: str = "") -> None:
+          stall_timeout: float = STALL_TIMEOUT, label: str = "", copy_size: int = _COPY_SIZE) -> None:
     """Copy tcp <-> stream until both directions ended or one failed; close
     both.  ``upward_from_tcp``: the client side (TCP is the user's
-    connection), so bytes read from tcp count as ``up``."""
+    connection), so bytes read from tcp count as ``up``.  ``copy_size``:
+    bytes asked per read (larger reads mean fewer, larger smux writes)."""
     traffic.streams += 1
     traffic.total_streams += 1
     progress = [0, 0]
@@ -70,7 +72,7 @@ def relay(tcp: Any, stream: Any, traffic: Traffic, *, upward_from_tcp: bool,
 
     def direction(src: Any, dst: Any, upward: bool, index: int) -> None:
         try:
-            _copy(src, dst, traffic, upward, progress, index)
+            _copy(src, dst, traffic, upward, progress, index, copy_size)
         except OSError as exc:
             failure.append(exc)
             tcp.close()
