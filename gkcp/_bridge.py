@@ -17,8 +17,13 @@ FIN, the server's FIN the program's EOF).
 """
 from __future__ import annotations
 
+import fcntl
+import gc
 import logging
 import socket
+import sys
+import termios
+import time
 from typing import Any, Callable, Dict, Optional, Set, Tuple
 
 import gevent
@@ -28,17 +33,19 @@ from gevent.lock import Semaphore
 from gevent.monkey import get_original
 
 from .route import KcptunTarget, Target
-from .session import dial
+from .session import Session as KcpSession, dial
 from .tunnel.endpoints import TunnelClient
 from .tunnel.relay import Traffic, relay
 
-__all__ = ["connect", "close_all", "close_pools_except", "peer_of", "is_loopback_leg", "bridges", "traffic"]
+__all__ = ["connect", "drain", "close_all", "close_pools_except", "peer_of", "is_loopback_leg", "bridges", "traffic"]
 
 log = logging.getLogger("gkcp.monkey")
 
 #: bytes a bridge reads at once: a loopback read returns what is there, and larger smux writes cost less per
 #: byte (an upload over kcptun:// costs the CPU of a native smux stream at 256 KiB, +25 % at 64 KiB)
 COPY_SIZE = 262144
+#: seconds between two looks of drain()
+DRAIN_POLL = 0.05
 #: seconds the loopback leg may take (it is local: only a stuck process exceeds this)
 LOOPBACK_TIMEOUT = 5.0
 
@@ -48,7 +55,8 @@ _thread_ident = get_original("_thread", "get_ident")
 traffic = Traffic()
 # local (host, port) of a routed program socket -> the address it connected to
 _peers: Dict[Tuple[str, int], Tuple[Any, ...]] = {}
-_bridges: Set[gevent.Greenlet] = set()
+# bridge greenlet -> (the far end of the loopback leg, the route's stream)
+_bridges: Dict[gevent.Greenlet, Tuple[Any, Any]] = {}
 _acceptors: Dict[Tuple[int, int], "_Acceptor"] = {}
 _pools: Dict[Tuple[int, str], "_KcptunPool"] = {}
 
@@ -200,8 +208,8 @@ def connect(sock: Any, loopback_connect: Callable[[Any, Any], Any], target: Targ
         raise
     _peers[local] = peer
     bridge = gevent.spawn(_run_bridge, far, stream, local, label)
-    _bridges.add(bridge)
-    bridge.link(_bridges.discard)
+    _bridges[bridge] = (far, stream)
+    bridge.link(lambda done: _bridges.pop(done, None))
 
 
 def _run_bridge(far: Any, stream: Any, local: Tuple[str, int], label: str) -> None:
@@ -224,6 +232,41 @@ def is_loopback_leg(peer: Tuple[Any, ...]) -> bool:
 def bridges() -> int:
     """Routed connections being bridged now."""
     return len(_bridges)
+
+
+def _unread(sock: Any) -> int:
+    """Bytes waiting in a socket's receive queue (0 once closed)."""
+    try:
+        raw = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except (OSError, ValueError):
+        return 0
+    return int.from_bytes(raw, sys.byteorder)
+
+
+def _unacknowledged() -> int:
+    """KCP segments of routed connections not yet acknowledged by their servers."""
+    sessions = [kcp for pool in _pools.values() for _, kcp in pool._muxes]
+    sessions += [stream for _, stream in _bridges.values() if isinstance(stream, KcpSession)]
+    return sum(kcp.pending() for kcp in sessions if not kcp.closed)
+
+
+def drain(timeout: float) -> bool:
+    """Wait, at most timeout seconds, until what programs wrote to routed
+    sockets has been read by the bridges and acknowledged by the servers
+    (what the kernel does for TCP after a process wrote and exited).
+    Sockets nobody references any more are collected first, so their
+    bridges pass the EOF on.  True if everything was delivered."""
+    gc.collect()
+    end = time.monotonic() + timeout
+    last = None
+    while True:
+        state = (traffic.up, sum(_unread(far) for far, _ in _bridges.values()), _unacknowledged())
+        if state[1:] == (0, 0) and state == last:  # and nothing moved since the last look
+            return True
+        if time.monotonic() >= end:
+            return False
+        last = state
+        gevent.sleep(DRAIN_POLL)
 
 
 def close_all() -> None:

@@ -35,6 +35,8 @@ KCP, the program holding a real socket; other addresses stay plain TCP.
 
 #: Exit status of a usage error (as argparse and python)
 USAGE_ERROR = 2
+#: seconds the program's last writes to routed sockets may take to reach their servers after it ended
+DRAIN_TIMEOUT = 10.0
 
 
 class _UsageError(Exception):
@@ -112,7 +114,7 @@ def main(argv: Optional[List[str]] = None, prog: str = "gkcp run") -> int:
 
     from gevent import monkey
     monkey.patch_all()
-    from . import monkey as gkcp_monkey
+    from . import _bridge, monkey as gkcp_monkey
     gkcp_monkey.patch(routes)
 
     import runpy
@@ -139,13 +141,13 @@ def main(argv: Optional[List[str]] = None, prog: str = "gkcp run") -> int:
             runpy.run_path(program_argv[0], run_name="__main__")
         else:
             runpy.run_module(module, run_name="__main__", alter_sys=True)
-    except SystemExit:
-        raise
-    except KeyboardInterrupt:
+    except (SystemExit, KeyboardInterrupt):
         raise
     except BaseException as exc:
         _print_program_error(exc)
         return 1
     finally:
         sys.stdout.flush()
+        # What the program wrote to routed sockets is still on its way: let it arrive, as TCP would
+        _bridge.drain(DRAIN_TIMEOUT)
     return 0

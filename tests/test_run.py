@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from legacy_servers import check, dead_tcp_port, http_server, kcptun_url, run_program, tunnel_server
+from legacy_servers import check, dead_tcp_port, http_server, kcptun_url, redis_server, run_program, tunnel_server
 from tunnel_harness import REPO, free_port
 
 
@@ -264,3 +264,22 @@ def test_kcp_route_to_nothing_is_refused_at_connect(tmp_path):
     """, {"10.255.0.6:9": "kcp://127.0.0.1:%d" % free_port(socket.SOCK_DGRAM)}))
     assert out.startswith("refused [Errno 111] gkcp route 10.255.0.6:9 -> kcp://127.0.0.1:"), out
     assert time.monotonic() - start < 30
+
+
+def test_writes_made_just_before_exit_reach_the_server(tmp_path):
+    """The program writes 2 MB to a routed socket and exits without reading
+    the reply or closing: the bytes still arrive, as TCP's kernel buffers
+    would deliver them (gkcp run drains the bridges before exiting)."""
+    import hashlib
+    import random
+    import redis
+    value = random.Random(5).randbytes(2_000_000)
+    with redis_server() as redis_port, tunnel_server("gkcp", redis_port) as kcp_port:
+        check(run_program(tmp_path, """
+            import random, socket
+            value = random.Random(5).randbytes(2_000_000)
+            s = socket.create_connection(("10.255.0.8", 6379))
+            s.sendall(b"*3\\r\\n$3\\r\\nSET\\r\\n$4\\r\\nlast\\r\\n$%d\\r\\n%s\\r\\n" % (len(value), value))
+        """, {"10.255.0.8:6379": kcptun_url(kcp_port)}))
+        stored = redis.Redis("127.0.0.1", redis_port, socket_timeout=10).get("last")
+    assert stored is not None and hashlib.sha256(stored).digest() == hashlib.sha256(value).digest()
