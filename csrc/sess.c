@@ -466,11 +466,14 @@ void gk_sess_end(gk_sess *s, int status)
         return;
     s->status = status;
     gk_stats.DeadLinks += status == GK_ST_DEADLINK || status == GK_ST_IDLE;
-    gk_sched_remove(s->udp->eng, s);
     if (s->udp->dialed != s)
         table_remove(s->udp, s);
+    /* A lingering session has nobody left to tell: it stays scheduled and
+     * the updater frees it at its next due time (GK_EV_FREED).  Taken off
+     * the heap, it would never be freed. */
     if (s->closing)
         return;
+    gk_sched_remove(s->udp->eng, s);
     s->want_read = s->want_write = 0;
     gk_sess_post(s, GK_EV_DEAD);
 }
@@ -649,7 +652,8 @@ uint32_t gk_engine_update(gk_engine *eng, uint32_t now)
             unproven_tick(s, now);
             continue;
         }
-        if (s->closing && ((int32_t)(now - s->linger_until) >= 0 || gk_kcp_waitsnd(s->kcp) == 0)) {
+        if (s->closing && (s->status || (int32_t)(now - s->linger_until) >= 0 ||
+                           gk_kcp_waitsnd(s->kcp) == 0)) {
             uint32_t id = s->id;
             sess_free(s);
             /* Python dropped the session at close; it only needs to know the

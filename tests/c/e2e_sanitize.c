@@ -326,6 +326,9 @@ static int run(const scenario *sc, uint64_t bytes)
         struct pollfd pfd[3] = {{sfd, POLLIN, 0}, {cfd, POLLIN, 0}, {rl.fd, POLLIN, 0}};
         poll(pfd, 3, (int)(wait ? wait : 1));
     }
+    /* As closing the listener does: a late duplicate from the relay may have
+     * started an unproven session, which only waits for its expiry. */
+    gk_udp_stop_listening(server.udp);
 
     const end *ends[2] = {&server, &client};
     for (int k = 0; k < 2; k++) {
