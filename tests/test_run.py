@@ -283,3 +283,60 @@ def test_writes_made_just_before_exit_reach_the_server(tmp_path):
         """, {"10.255.0.8:6379": kcptun_url(kcp_port)}))
         stored = redis.Redis("127.0.0.1", redis_port, socket_timeout=10).get("last")
     assert stored is not None and hashlib.sha256(stored).digest() == hashlib.sha256(value).digest()
+
+
+TLS_ECHO = r"""
+import socket, ssl, sys, threading
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(sys.argv[2], sys.argv[3])
+listener = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+
+def echo(conn):
+    try:
+        with context.wrap_socket(conn, server_side=True) as tls:
+            while True:
+                data = tls.recv(65536)
+                if not data:
+                    break
+                tls.sendall(data)
+    except (OSError, ssl.SSLError):
+        pass
+
+while True:
+    threading.Thread(target=echo, args=(listener.accept()[0],), daemon=True).start()
+"""
+
+TLS_PROGRAM = """
+    import socket, ssl, sys
+    context = ssl.create_default_context(cafile=sys.argv[1])
+    with context.wrap_socket(socket.create_connection(("10.255.0.10", 443), timeout=20),
+                             server_hostname="localhost") as tls:   # connected, then wrapped
+        assert tls.getpeername() == ("10.255.0.10", 443)
+        data = b"tls over kcp " * 20000
+        tls.sendall(data)
+        got = b""
+        while len(got) < len(data):
+            got += tls.recv(65536)
+        assert got == data
+        print("version", tls.version())
+    tls = context.wrap_socket(socket.socket(), server_hostname="localhost")  # wrapped, then connected
+    tls.settimeout(20)
+    tls.connect(("10.255.0.10", 443))
+    tls.sendall(b"second")
+    assert tls.recv(6) == b"second"
+    tls.close()
+    print("tls ok")
+"""
+
+
+def test_tls_over_a_routed_socket(tmp_path):
+    """ssl wraps a routed socket either way round (SSLSocket.connect is
+    routed too); the certificate is verified against the name, end to end
+    through the tunnel."""
+    from legacy_servers import daemon
+    cert, key = REPO / "examples" / "tls_test_cert.pem", REPO / "examples" / "tls_test_key.pem"
+    port = free_port()
+    with daemon([sys.executable, "-c", TLS_ECHO, str(port), str(cert), str(key)], port, "TLS echo"), \
+            tunnel_server("gkcp", port) as kcp_port:
+        out = check(run_program(tmp_path, TLS_PROGRAM, {"10.255.0.10:443": kcptun_url(kcp_port)}, args=[str(cert)]))
+    assert "version TLSv1.3" in out and "tls ok" in out
