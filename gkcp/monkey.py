@@ -302,7 +302,7 @@ def _routed_getaddrinfo(original: Callable[..., Any]) -> Callable[..., Any]:
         if family not in (socket.AF_UNSPEC, socket.AF_INET):
             raise socket.gaierror(socket.EAI_ADDRFAMILY, "gkcp: routed name %s has an IPv4 placeholder only" % name)
         number = _service_port(port)
-        protocols = {socket.SOCK_STREAM: socket.IPPROTO_TCP, socket.SOCK_DGRAM: socket.IPPROTO_UDP}
+        protocols: Dict[int, int] = {socket.SOCK_STREAM: socket.IPPROTO_TCP, socket.SOCK_DGRAM: socket.IPPROTO_UDP}
         kinds = [type] if type else list(protocols)
         canonical = name if flags & socket.AI_CANONNAME else ""
         return [(socket.AF_INET, kind, proto or protocols.get(kind, 0), canonical, (placeholder, number))

@@ -29,7 +29,7 @@ import struct  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from typing import Any, Callable, Dict, List, Tuple  # noqa: E402
+from typing import Any, Callable, Dict, List, Optional, Tuple  # noqa: E402
 
 import gevent  # noqa: E402
 
@@ -40,7 +40,7 @@ from gkcp.route import parse_target  # noqa: E402
 
 from .tunnel import free_port  # noqa: E402
 
-KCP = dict(nodelay=1, interval=10, resend=2, nc=1, sndwnd=1024, rcvwnd=1024, stream=True)
+KCP: Dict[str, Any] = dict(nodelay=1, interval=10, resend=2, nc=1, sndwnd=1024, rcvwnd=1024, stream=True)
 KCP_QUERY = "nodelay=1&interval=10&resend=2&nc=1&sndwnd=1024&rcvwnd=1024&stream=1"
 KCPTUN_FLAGS = ["--key", "bench", "--mode", "fast3", "--nocomp", "--sndwnd", "1024", "--rcvwnd", "1024"]
 KCPTUN_QUERY = "key=bench&mode=fast3&nocomp=1&sndwnd=1024&rcvwnd=1024"
@@ -101,7 +101,7 @@ def upload(conn: Any, nbytes: int) -> Tuple[float, float]:
     return time.perf_counter() - start, _cpu() - cpu
 
 
-def _child(args: List[str]) -> subprocess.Popen:
+def _child(args: List[str]) -> "subprocess.Popen[str]":
     env = dict(os.environ)
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
@@ -109,17 +109,17 @@ def _child(args: List[str]) -> subprocess.Popen:
                             env=env, text=True)
 
 
-def _wait_line(proc: subprocess.Popen, text: str, timeout: float = 20) -> None:
+def _wait_line(proc: "subprocess.Popen[str]", text: str, timeout: float = 20) -> None:
     def read() -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
             if text in line:
                 return
-        raise RuntimeError("%s exited before printing %r" % (proc.args, text))
+        raise RuntimeError("%r exited before printing %r" % (proc.args, text))
     gevent.with_timeout(timeout, read)
 
 
-def main(argv: List[str] = None) -> int:  # type: ignore[assignment]
+def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gkcp.bench.bridge", description=__doc__.split("\n\n")[0])
     parser.add_argument("--mb", type=int, default=50, help="megabytes per upload (default 50)")
     parser.add_argument("--runs", type=int, default=3, help="uploads per way; the median is shown (default 3)")
