@@ -70,6 +70,8 @@ struct gk_kcp {
     int32_t fastresend;
     uint32_t probe, ts_probe, probe_wait;
     uint32_t xmit_total;
+    uint8_t hold_input_flush;  /* see gk_kcp_hold_input_flush */
+    uint8_t flush_held;        /* input freed window space; the flush waits for the caller */
 
     seg_list snd_queue, rcv_queue;
     gk_seg **snd_ring;
@@ -812,7 +814,9 @@ int gk_kcp_input(gk_kcp *k, const uint8_t *data, int size, int regular,
     if (!k->nocwnd && sdiff(k->snd_una, una_before) > 0)
         grow_cwnd(k);
 
-    if (slid)
+    if (slid && k->hold_input_flush)
+        k->flush_held = 1;
+    else if (slid)
         gk_kcp_flush(k, 0, current);
     else if (ack_nodelay && k->nacks)
         gk_kcp_flush(k, 1, current);
@@ -882,9 +886,14 @@ void gk_kcp_ask_window_now(gk_kcp *k) { ask_window(k, 0); }
 
 void gk_kcp_ask_window_live(gk_kcp *k) { ask_window(k, k->rcv_nxt); }
 
+void gk_kcp_hold_input_flush(gk_kcp *k, int on) { k->hold_input_flush = on != 0; }
+int gk_kcp_flush_held(const gk_kcp *k) { return k->flush_held; }
+
 uint32_t gk_kcp_flush(gk_kcp *k, int ack_only, uint32_t current)
 {
     packer pk = {k, k->reserved};
+    if (!ack_only)
+        k->flush_held = 0;
     const uint16_t wnd = wnd_unused(k);
     const uint32_t una = k->rcv_nxt;
     uint32_t probe_sn = 0, probe_ts = 0;

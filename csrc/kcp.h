@@ -73,6 +73,12 @@ int gk_kcp_recv(gk_kcp *kcp, uint8_t *buf, int len);
  * -3 unknown cmd (segments before the bad one stay applied). */
 int gk_kcp_input(gk_kcp *kcp, const uint8_t *data, int size, int regular,
                  int ack_nodelay, uint32_t current);
+/* on != 0: the flush input makes when it frees send window (ACKs and the
+ * data the window now admits) is left to the caller, who sees it in
+ * gk_kcp_flush_held and calls gk_kcp_flush soon, or lets the next flush
+ * (an application write) carry those ACKs in the same packet. */
+void gk_kcp_hold_input_flush(gk_kcp *kcp, int on);
+int gk_kcp_flush_held(const gk_kcp *kcp);
 /* Checks a whole datagram's KCP bytes without any state, more strictly than
  * input: every segment has a complete header, a known cmd and a len that
  * fits, all segments carry the same conv, and no bytes are left over (kcp-go

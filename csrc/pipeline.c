@@ -51,6 +51,42 @@ void gk_pipe_flush_dirty(gk_engine *eng)
     }
 }
 
+/* Sessions whose input freed send window: their flush (kcp-go makes it
+ * inside Input) waits until the readers this input woke have run, so that a
+ * reply's flush carries the ACKs in its own packet. */
+void gk_pipe_hold(gk_sess *s)
+{
+    if (!s->held && gk_kcp_flush_held(s->kcp)) {
+        s->held = 1;
+        s->held_next = s->udp->eng->held;
+        s->udp->eng->held = s;
+    }
+}
+
+void gk_pipe_unhold(gk_sess *s)
+{
+    if (!s->held)
+        return;
+    gk_sess **p = &s->udp->eng->held;
+    while (*p != s)
+        p = &(*p)->held_next;
+    *p = s->held_next;
+    s->held = 0;
+    s->held_next = NULL;
+}
+
+void gk_pipe_flush_held(gk_engine *eng, uint32_t now)
+{
+    while (eng->held) {
+        gk_sess *s = eng->held;
+        eng->held = s->held_next;
+        s->held = 0;
+        s->held_next = NULL;
+        if (!s->status && gk_kcp_flush_held(s->kcp))
+            gk_kcp_flush(s->kcp, 0, now);
+    }
+}
+
 /* A send slot addressed to s's peer, writing the batch out first if full. */
 static uint8_t *tx_slot(gk_sess *s, int len)
 {
@@ -94,6 +130,7 @@ static void kcp_feed(gk_sess *s, const uint8_t *data, int len, int regular, uint
         return;
     }
     s->last_rx = now;
+    gk_pipe_hold(s);
     if (!s->heard && !s->unproven && !s->closing) {
         s->heard = 1;
         gk_sess_post(s, GK_EV_READ); /* wakes a dial waiting for the peer */

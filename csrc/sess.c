@@ -315,6 +315,7 @@ static void sess_free(gk_sess *s)
     gk_sched_remove(eng, s);
     if (s->event_index >= 0)
         eng->events[s->event_index].sess = NULL;
+    gk_pipe_unhold(s);
     if (u->dialed == s)
         u->dialed = NULL;
     else
@@ -356,6 +357,7 @@ static gk_sess *sess_new(gk_udp *u, const void *addr, socklen_t addrlen, uint32_
         free(s);
         return NULL;
     }
+    gk_kcp_hold_input_flush(s->kcp, 1);
     memcpy(&s->peer, addr, addrlen);
     s->peerlen = addrlen;
     gk_addr_key_make(&s->key, &s->peer);
@@ -792,15 +794,15 @@ void gk_udp_set_mmsg(gk_udp *u, int on) { u->mmsg = on; }
 int gk_udp_sessions(const gk_udp *u) { return u->nsess; }
 int gk_udp_unproven(const gk_udp *u) { return u->nunproven; }
 
-int gk_udp_read(gk_udp *u, uint32_t now, int max_batches)
+/* Reads and feeds up to max_batches batches; what input makes KCP send
+ * (ACKs, data a freed window admits) stays queued in the send batches. */
+static int read_batches(gk_udp *u, uint32_t now, int max_batches)
 {
     int more = 0;
     for (int round = 0; round < max_batches; round++) {
         int n = gk_io_recv(u->fd, &u->rx, u->mmsg);
-        if (n < 0) {
-            gk_pipe_flush_dirty(u->eng);
+        if (n < 0)
             return n;
-        }
         for (int i = 0; i < n; i++)
             gk_pipe_input(u, gk_batch_slot(&u->rx, i), u->rx.lens[i], &u->rx.addrs[i],
                           u->rx.addrlens[i], now);
@@ -810,6 +812,23 @@ int gk_udp_read(gk_udp *u, uint32_t now, int max_batches)
         }
         more = 1;
     }
-    gk_pipe_flush_dirty(u->eng);
     return more;
+}
+
+int gk_udp_read(gk_udp *u, uint32_t now, int max_batches)
+{
+    int rc = read_batches(u, now, max_batches);
+    gk_engine_flush(u->eng, now);
+    return rc;
+}
+
+int gk_udp_read_held(gk_udp *u, uint32_t now, int max_batches)
+{
+    return read_batches(u, now, max_batches);
+}
+
+void gk_engine_flush(gk_engine *eng, uint32_t now)
+{
+    gk_pipe_flush_held(eng, now);
+    gk_pipe_flush_dirty(eng);
 }

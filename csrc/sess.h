@@ -119,6 +119,15 @@ void gk_udp_set_mmsg(gk_udp *udp, int on);
  * max_batches batches were read (returns 1: call again after yielding).
  * Returns -errno on a socket error. */
 int gk_udp_read(gk_udp *udp, uint32_t now, int max_batches);
+/* gk_udp_read without the final flush: what input makes KCP send (ACKs,
+ * data a freed window admits; kcp-go sends it from Input) waits, so that the
+ * replies of the readers it woke carry those ACKs in their own packets (an
+ * ACK then costs no datagram, system call and peer wake-up of its own on a
+ * request/response path).  The caller must call gk_engine_flush soon after,
+ * whatever happens. */
+int gk_udp_read_held(gk_udp *udp, uint32_t now, int max_batches);
+/* Makes the flushes input left waiting and writes every queued datagram. */
+void gk_engine_flush(gk_engine *eng, uint32_t now);
 /* Sessions on this socket (any state, unproven ones included). */
 int gk_udp_sessions(const gk_udp *udp);
 /* Unproven sessions on this (listening) socket. */

@@ -54,10 +54,12 @@ struct gk_sess {
     unsigned heard : 1;        /* a valid KCP packet came from the peer */
     unsigned peer_una_known : 1;
     unsigned reset_suspect : 1; /* the last packet acknowledged less than peer_una; asked again */
+    unsigned held : 1;         /* on the engine's held list (its input flush waits) */
     uint8_t reasked;           /* unproven: window asks sent unprompted */
     uint8_t fed;               /* unproven: datagrams handed to KCP */
     uint32_t born;             /* unproven: when the first datagram arrived */
     gk_sess *unproven_prev, *unproven_next;  /* unproven: the socket's queue, oldest first */
+    gk_sess *held_next;        /* the engine's held list */
     int status;
 
     gk_sess *hash_next;
@@ -104,6 +106,7 @@ struct gk_engine {
     gk_event *events;
     int nevents, events_cap;
     gk_udp *dirty;
+    gk_sess *held;             /* sessions whose input flush waits for gk_engine_flush */
     gk_udp *udps;
     gk_nonce seeder;           /* draws each session's nonce key */
     uint32_t next_id;
@@ -123,6 +126,9 @@ void gk_pipe_output(uint8_t *buf, int len, void *user);
 void gk_pipe_input(gk_udp *u, uint8_t *pkt, int len, const struct sockaddr_storage *from,
                    socklen_t fromlen, uint32_t now);
 void gk_pipe_flush_dirty(gk_engine *eng);
+void gk_pipe_hold(gk_sess *s);
+void gk_pipe_unhold(gk_sess *s);
+void gk_pipe_flush_held(gk_engine *eng, uint32_t now);
 void gk_pipe_send_batch(gk_udp *u);
 
 /* sess.c, used by the pipeline */

@@ -99,8 +99,8 @@ class Endpoint:
         while self._c is not None:
             hub.wait(self._io)
             while self._c is not None:
-                rc = lib.gk_udp_read(self._c, now_ms(), _BATCHES_PER_WAKEUP)
-                self.engine.dispatch()
+                rc = lib.gk_udp_read_held(self._c, now_ms(), _BATCHES_PER_WAKEUP)
+                self.engine.flush_after_wakeups(self.engine.dispatch())
                 self.engine.wake_if_needed()
                 if rc < 0:
                     # e.g. ECONNREFUSED: an ICMP port unreachable on a

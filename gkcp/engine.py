@@ -81,6 +81,7 @@ class Engine:
         self._endpoints: Dict[int, "Endpoint"] = {}  # udp pointer -> Endpoint
         self._wake = Event()
         self._updater: Optional[gevent.Greenlet] = None
+        self._flush_scheduled = False
         self.scratch = ffi.new("uint8_t[]", 1 << 16)
 
     @property
@@ -143,11 +144,30 @@ class Engine:
             self.dispatch()
             self._wake.wait(wait / 1000.0)
 
+    # -- output --------------------------------------------------------------------
+
+    def flush_after_wakeups(self, woke: bool) -> None:
+        """After gk_udp_read_held: flush what input left waiting (ACKs
+        mostly) at once if nobody was woken, else from a hub callback that
+        runs after the woken greenlets (gevent runs callbacks in order), so
+        that their replies carry those ACKs."""
+        if not woke:
+            lib.gk_engine_flush(self._c, now_ms())
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.hub.loop.run_callback(self._flush_queued)
+
+    def _flush_queued(self) -> None:
+        self._flush_scheduled = False
+        lib.gk_engine_flush(self._c, now_ms())
+
     # -- events --------------------------------------------------------------------
 
-    def dispatch(self) -> None:
-        """Hand every pending C event to its Python object."""
+    def dispatch(self) -> bool:
+        """Hand every pending C event to its Python object; True if any
+        session was notified (a greenlet may have been woken)."""
         events = self._events
+        woke = False
         while True:
             n = lib.gk_engine_take_events(self._c, events, _EVENTS_PER_CALL)
             for i in range(n):
@@ -168,8 +188,9 @@ class Engine:
                 wakeups = self._sessions.get(ev.id)
                 if wakeups is not None:
                     wakeups.notify(flags)
+                    woke = True
             if n < _EVENTS_PER_CALL:
-                return
+                return woke
 
 
 _per_thread = _thread_local()

@@ -13,7 +13,7 @@ import gevent
 import pytest
 
 import gkcp
-from helpers import free_udp_port
+from helpers import core_stat, free_udp_port
 from pyroles import recv_exactly
 
 FAST = dict(nodelay=1, interval=10, resend=2, nc=1, sndwnd=1024, rcvwnd=1024)
@@ -66,6 +66,32 @@ def test_2000_sessions_on_one_listener_exchange_data_intact():
             assert echo_clients(listener.getsockname(), count, 2048, timeout=120, **opts) == count
         finally:
             acc.kill()
+
+
+def test_request_response_acks_ride_in_the_replies():
+    """An echoed message acknowledges the request in the reply's own
+    datagram (the flush input makes is held until the woken reader has
+    replied), so a round trip costs two datagrams, not three or four (ACKs
+    sent alone from input, each waking the peer for nothing)."""
+    rounds = 300
+    with gkcp.listen(("127.0.0.1", 0), **FAST) as listener:
+        server = gevent.spawn(lambda: echo_forever(listener.accept()[0]))
+        try:
+            with gkcp.dial(listener.getsockname(), **FAST) as s:
+                s.settimeout(30)
+                for _ in range(20):  # past the handshake and first window tells
+                    s.sendall(b"w" * 64)
+                    assert recv_exactly(s, 64) == b"w" * 64
+                before = core_stat("OutPkts")
+                for i in range(rounds):
+                    message = os.urandom(64)
+                    s.sendall(message)
+                    assert recv_exactly(s, 64) == message, i
+                datagrams = core_stat("OutPkts") - before
+        finally:
+            server.kill()
+    # 2 per round trip, plus the few ACKs a 10 ms interval flush sends alone
+    assert datagrams <= 2.3 * rounds, datagrams
 
 
 def test_full_send_window_blocks_the_writer_until_acknowledged():

@@ -9,6 +9,7 @@ COMMANDS = {
     "fec": "fec",
     "lossy": "lossy",
     "replay": "replay",
+    "rtt-load": "rtt_load",
     "scale": "scale",
     "transfer": "transfer",
     "tunnel": "tunnel",

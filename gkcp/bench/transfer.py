@@ -10,7 +10,9 @@ into ~/.cache/gkcp/go on first use; same flags) and measures
 - sink: the dialer sends N bytes, the listener answers with their SHA-256;
   MB/s from the dialer's clock, dial to digest;
 - echo: the dialer sends N bytes and reads them back; MB/s = N / seconds;
-- RTT: 64-byte round trips, p50 / p99 in microseconds;
+- RTT: 64-byte round trips, p50 / p99 in microseconds, each the median
+  over several rounds (``--rtt-rounds``) that visit the pairings in turn,
+  so that one noisy moment of a shared machine does not decide a figure;
 - CPU: user + system time both processes spent on the timed part of the
   sink run (each peer's getrusage at the start and end of its transfer, the
   WORK line), per MB -- an interpreter's start-up never enters the figure.
@@ -202,8 +204,35 @@ def cpu_figures(run: str, listener: PeerProcess, dialer: PeerProcess, megabytes:
             run + "_retrans": _retransmits(listener, dialer)}
 
 
-def measure(runner: Runner, pair: Sequence[str], profile: List[str], nbytes: int,
-            rtt_count: int) -> Dict[str, Any]:
+RTT_SIZE = 64
+
+
+def measure_rtt(runner: Runner, pair: Sequence[str], profile: List[str], rtt_count: int) -> Dict[str, float]:
+    """One RTT run: rtt_count 64-byte round trips; p50, p99 and retransmitted
+    segments of both peers."""
+    listener, dialer = runner.run(pair, "echo", "rtt", rtt_count * RTT_SIZE, profile,
+                                  ["-count=%d" % rtt_count, "-size=%d" % RTT_SIZE])
+    r = dialer.result("RTT")
+    return {"p50_us": r["p50_us"], "p99_us": r["p99_us"], "retrans": _retransmits(listener, dialer)}
+
+
+def interleaved_rtt(runner: Runner, pairs: Sequence[Sequence[str]], profile: List[str], rtt_count: int,
+                    rounds: int) -> Dict[str, Dict[str, Any]]:
+    """RTT of every pairing, round after round in turn (a load spike then
+    hits one round of each pairing, not every round of one); per pairing the
+    median p50 and p99 over the rounds, and the rounds themselves."""
+    samples: Dict[str, List[Dict[str, float]]] = {pair_name(p): [] for p in pairs}
+    for _ in range(rounds):
+        for pair in pairs:
+            samples[pair_name(pair)].append(measure_rtt(runner, pair, profile, rtt_count))
+    return {name: {"rtt_p50_us": statistics.median(r["p50_us"] for r in runs),
+                   "rtt_p99_us": statistics.median(r["p99_us"] for r in runs),
+                   "rtt_count": rtt_count, "rtt_rounds": runs}
+            for name, runs in samples.items()}
+
+
+def measure(runner: Runner, pair: Sequence[str], profile: List[str], nbytes: int) -> Dict[str, Any]:
+    """Throughput (sink, echo) and the sink run's CPU of one pairing."""
     out: Dict[str, Any] = {}
 
     listener, dialer = runner.run(pair, "sink", "send", nbytes, profile)
@@ -219,12 +248,6 @@ def measure(runner: Runner, pair: Sequence[str], profile: List[str], nbytes: int
         raise BenchError("echo digest mismatch for %s" % pair_name(pair))
     out.update(echo_mbps=nbytes / echo["seconds"] / MB, echo_seconds=echo["seconds"])
     out.update(cpu_figures("echo", listener, dialer, 2 * nbytes / MB))
-
-    size = 64
-    listener, dialer = runner.run(pair, "echo", "rtt", rtt_count * size, profile,
-                                  ["-count=%d" % rtt_count, "-size=%d" % size])
-    r = dialer.result("RTT")
-    out.update(rtt_p50_us=r["p50_us"], rtt_p99_us=r["p99_us"], rtt_count=r["count"])
     return out
 
 
@@ -331,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 % ",".join(sorted(set(COMMANDS) - {"transfer"})))
     p.add_argument("--bytes", type=parse_size, default=None,
                    help="bytes per sink/echo transfer (default 100M; 20M with --quick)")
-    p.add_argument("--quick", action="store_true", help="smoke run: 20 MB, plain profile only, 200 round trips")
+    p.add_argument("--quick", action="store_true", help="smoke run: 20 MB, plain profile only, 500 round trips per round")
     p.add_argument("--profiles", default=None, help="comma-separated subset of: %s" % ",".join(PROFILES))
     p.add_argument("--pairs", choices=sorted(PAIRS), default="default",
                    help="default: gkcp<->gkcp, gkcp<->kcp-go, kcp-go<->kcp-go; all: also kcp-go<->gkcp")
@@ -339,7 +362,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=int, default=10, help="KCP interval ms (default 10)")
     p.add_argument("--mtu", type=int, default=1400)
     p.add_argument("--sockbuf", type=parse_size, default=4 << 20, help="socket buffers (default 4Mi = 4194304 bytes)")
-    p.add_argument("--rtt-count", type=int, default=None, help="64-byte round trips (default 2000; 200 with --quick)")
+    p.add_argument("--rtt-count", type=int, default=None,
+                   help="64-byte round trips per RTT round (default 2000; 500 with --quick)")
+    p.add_argument("--rtt-rounds", type=int, default=5,
+                   help="RTT rounds per pairing, taken in turn; the table shows the median (default 5)")
     p.add_argument("--repeat", type=int, default=1, help="runs per cell; the table shows medians (default 1)")
     p.add_argument("--timeout", type=float, default=120, help="per-process deadline, seconds")
     p.add_argument("--json", metavar="PATH", help="save settings and results as JSON")
@@ -350,7 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     nbytes = args.bytes or int((20 if args.quick else 100) * MB)
-    rtt_count = args.rtt_count or (200 if args.quick else 2000)
+    rtt_count = args.rtt_count or (500 if args.quick else 2000)
+    if args.rtt_rounds < 1:
+        raise SystemExit("--rtt-rounds must be at least 1")
     if args.profiles:
         profiles = args.profiles.split(",")
         unknown = set(profiles) - set(PROFILES)
@@ -367,10 +395,10 @@ def main(argv: Optional[List[str]] = None) -> int:
               "-sockbuf=%d" % args.sockbuf]
     runner = Runner(go_peer, common, args.timeout)
     load_before = load_average()
-    print("gkcp bench: %.0f MB per transfer, %d round trips, %d run(s) per cell; nodelay 1/%d/2/1, "
-          "window %d, MTU %d, sockbuf %d; %d CPUs, load %s"
-          % (nbytes / MB, rtt_count, args.repeat, args.interval, args.window, args.mtu, args.sockbuf,
-             os.cpu_count() or 0, load_before), flush=True)
+    print("gkcp bench: %.0f MB per transfer, %d run(s) per cell, RTT %d rounds of %d round trips; "
+          "nodelay 1/%d/2/1, window %d, MTU %d, sockbuf %d; %d CPUs, load %s"
+          % (nbytes / MB, args.repeat, args.rtt_rounds, rtt_count, args.interval, args.window, args.mtu,
+             args.sockbuf, os.cpu_count() or 0, load_before), flush=True)
     started = time.time()
     try:
         results: Dict[str, Dict[str, Dict[str, Any]]] = {}
@@ -378,11 +406,14 @@ def main(argv: Optional[List[str]] = None) -> int:
             results[profile] = {}
             for pair in pairs:
                 print("  %-12s %-16s ..." % (profile, pair_name(pair)), end="", flush=True)
-                res = median_of([measure(runner, pair, PROFILES[profile], nbytes, rtt_count)
-                                 for _ in range(args.repeat)])
+                res = median_of([measure(runner, pair, PROFILES[profile], nbytes) for _ in range(args.repeat)])
                 results[profile][pair_name(pair)] = res
-                print(" sink %.1f MB/s, echo %.1f MB/s, rtt %.0f/%.0f us"
-                      % (res["sink_mbps"], res["echo_mbps"], res["rtt_p50_us"], res["rtt_p99_us"]), flush=True)
+                print(" sink %.1f MB/s, echo %.1f MB/s" % (res["sink_mbps"], res["echo_mbps"]), flush=True)
+            print("  %-12s RTT, %d rounds over the pairings ..." % (profile, args.rtt_rounds), end="", flush=True)
+            for name, rtt in interleaved_rtt(runner, pairs, PROFILES[profile], rtt_count, args.rtt_rounds).items():
+                results[profile][name].update(rtt)
+            print(" " + ", ".join("%s %.0f/%.0f us" % (name, res["rtt_p50_us"], res["rtt_p99_us"])
+                                  for name, res in results[profile].items()), flush=True)
     except BenchError as e:
         print("\nerror: %s" % e, file=sys.stderr)
         return 1
@@ -393,7 +424,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     print("ratios are to kcp-go<->kcp-go of the same profile; CPU ms/MB (= s/GB): sink run, both processes, "
           "timed transfer only; load %s -> %s" % (load_before, load_after))
     if args.json:
-        doc = {"settings": {"bytes": nbytes, "rtt_count": rtt_count, "repeat": args.repeat,
+        doc = {"settings": {"bytes": nbytes, "rtt_count": rtt_count, "rtt_rounds": args.rtt_rounds,
+                            "repeat": args.repeat,
                             "nodelay": [1, args.interval, 2, 1], "window": args.window, "mtu": args.mtu, "sockbuf": args.sockbuf,
                             "profiles": {p: PROFILES[p] for p in profiles}},
                "machine": {"cpus": os.cpu_count(), "load_before": load_before, "load_after": load_after},
