@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import resource
+import signal
 import sys
 import time
 from typing import Any, Dict, List, Optional
@@ -68,7 +69,7 @@ def proc_rss_kib(pid: int) -> int:
 
 def _options(args: argparse.Namespace, sockbuf: int) -> Dict[str, Any]:
     return dict(nodelay=1, interval=args.interval, resend=2, nc=1, sndwnd=args.window,
-                rcvwnd=args.window, mtu=1400, sockbuf=sockbuf)
+                rcvwnd=args.window, mtu=1400, sockbuf=sockbuf, keepalive=args.keepalive)
 
 
 def _say(line: str) -> None:
@@ -82,6 +83,14 @@ def run_server(args: argparse.Namespace) -> None:
     raise_nofile()
     listener = gkcp.listen(("127.0.0.1", 0), backlog=max(128, args.sessions),
                            **_options(args, 4 << 20))
+    marks = [0]
+
+    def report_packets() -> None:  # on SIGUSR1: the bench reads the datagram counters around its window
+        stats = gkcp.snmp()
+        _say("PKTS%d %d %d" % (marks[0], stats["InPkts"], stats["OutPkts"]))
+        marks[0] += 1
+
+    gevent.signal_handler(signal.SIGUSR1, report_packets)
     _say("READY %d" % listener.getsockname()[1])
     sessions = []
     while True:
@@ -167,7 +176,7 @@ class _Cluster:
 
     def _argv(self, role: str, extra: List[str]) -> List[str]:
         argv = [sys.executable, "-m", "gkcp.bench.scale", role, "--interval", str(self.args.interval),
-                "--window", str(self.args.window)] + extra
+                "--window", str(self.args.window), "--keepalive", str(self.args.keepalive)] + extra
         return argv + (["--echo"] if self.echo else [])
 
     def __enter__(self) -> "_Cluster":
@@ -195,6 +204,12 @@ class _Cluster:
         for p in self.clients + ([self.server] if self.server else []):
             p.kill()
 
+    def server_packets(self, mark: int) -> int:
+        """Datagrams the server read and wrote so far (its mark-th report)."""
+        os.kill(self.server.proc.pid, signal.SIGUSR1)
+        counts = self.server.wait_for("PKTS%d" % mark, 30)["args"]
+        return int(counts[0]) + int(counts[1])
+
     def cpu(self) -> Dict[str, float]:
         out = {"server": proc_cpu_seconds(self.server.proc.pid)}
         out["clients"] = sum(proc_cpu_seconds(c.proc.pid) for c in self.clients)
@@ -205,10 +220,11 @@ def measure_idle(args: argparse.Namespace) -> Dict[str, Any]:
     with _Cluster(args, echo=False) as cl:
         time.sleep(args.settle)  # hellos acknowledged, retransmissions over
         rss_after = proc_rss_kib(cl.server.proc.pid)
-        c0, t0 = cl.cpu(), time.monotonic()
+        p0, c0, t0 = cl.server_packets(0), cl.cpu(), time.monotonic()
         time.sleep(args.idle_seconds)
-        c1, elapsed = cl.cpu(), time.monotonic() - t0
+        c1, elapsed, p1 = cl.cpu(), time.monotonic() - t0, cl.server_packets(1)
     return {
+        "server_packets_per_s": (p1 - p0) / elapsed,
         "setup_seconds": cl.setup_seconds,
         "server_cpu_pct": (c1["server"] - c0["server"]) / elapsed * 100,
         "clients_cpu_pct": (c1["clients"] - c0["clients"]) / elapsed * 100,
@@ -247,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sessions", type=int, default=10000, help="sessions (default 10000)")
     p.add_argument("--interval", type=int, default=10, help="KCP interval ms (default 10; nodelay 1, resend 2, nc 1)")
     p.add_argument("--window", type=int, default=1024, help="send and receive window (default 1024)")
+    p.add_argument("--keepalive", type=float, default=10.0,
+                   help="sessions' keepalive seconds (default 10, gkcp's; 0 = off, as kcp-go)")
     p.add_argument("--idle-seconds", type=float, default=10.0, help="idle CPU measurement window (default 10)")
     p.add_argument("--active-seconds", type=float, default=5.0, help="active run length (default 5)")
     p.add_argument("--settle", type=float, default=3.0, help="seconds between set-up and measuring (default 3)")
@@ -261,13 +279,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.sessions < 1:
         raise SystemExit("--sessions must be at least 1")
     load_before = load_average()
-    print("gkcp scale: %d sessions, nodelay 1/%d/2/1, window %d; %d CPUs, load %s"
-          % (args.sessions, args.interval, args.window, os.cpu_count() or 0, load_before), flush=True)
+    print("gkcp scale: %d sessions, nodelay 1/%d/2/1, window %d, keepalive %s s; %d CPUs, load %s"
+          % (args.sessions, args.interval, args.window, args.keepalive or "off", os.cpu_count() or 0, load_before),
+          flush=True)
     try:
         idle = measure_idle(args)
         print("idle:   set-up %.1f s; server CPU %.2f%% of one core over %.0f s (clients %.2f%%); "
-              "server RSS %d -> %d KiB = %.2f KiB per session"
+              "server %.0f datagrams/s in+out; server RSS %d -> %d KiB = %.2f KiB per session"
               % (idle["setup_seconds"], idle["server_cpu_pct"], idle["window_seconds"], idle["clients_cpu_pct"],
+                 idle["server_packets_per_s"],
                  idle["server_rss_before_kib"], idle["server_rss_after_kib"], idle["rss_per_session_kib"]),
               flush=True)
         active = None
@@ -298,6 +318,7 @@ def _child_main(argv: List[str]) -> None:
     p.add_argument("--sessions", type=int, required=True)
     p.add_argument("--interval", type=int, required=True)
     p.add_argument("--window", type=int, required=True)
+    p.add_argument("--keepalive", type=float, required=True)
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--duration", type=float, default=5.0)
     p.add_argument("--echo", action="store_true")
