@@ -138,13 +138,14 @@ static void kcp_feed(gk_sess *s, const uint8_t *data, int len, int regular, uint
 }
 
 /* A peer's una (its receive position) never goes back in a live
- * conversation.  One that does is a reordered old datagram, or a peer that
- * forgot the conversation: a kcp-go listener answers our next packet from a
- * brand-new session of the same conv (una 0) once its application closed
- * the old one or its process restarted.  The first such datagram is
- * answered with a window ask; a second in a row (the answer) ends the
- * session, a normal one clears the doubt.  Returns 1 if s ended. */
-static int peer_reset(gk_sess *s, const uint8_t *kcp, int len)
+ * conversation.  One that does is a stale (duplicated, reordered) datagram,
+ * or a peer that forgot the conversation: a kcp-go listener answers our
+ * next packet from a brand-new session of the same conv (una 0) once its
+ * application closed the old one or its process restarted.  The first such
+ * datagram is answered with a window ask, and the session asks once more
+ * RESET_CONFIRM_MS later (sess.c); a datagram still behind after that ends
+ * it, any other clears the doubt.  Returns 1 if s ended. */
+static int peer_reset(gk_sess *s, const uint8_t *kcp, int len, uint32_t now)
 {
     if (s->unproven || s->status || len < GK_KCP_OVERHEAD || le32(kcp) != s->conv)
         return 0;
@@ -152,14 +153,17 @@ static int peer_reset(gk_sess *s, const uint8_t *kcp, int len)
     if (!s->peer_una_known || (int32_t)(una - s->peer_una) >= 0) {
         s->peer_una = una;
         s->peer_una_known = 1;
-        s->reset_suspect = 0;
+        s->reset_suspect = s->reset_reasked = 0;
         return 0;
     }
     if (!s->reset_suspect) {
         s->reset_suspect = 1;
+        s->suspect_at = now;
         gk_kcp_ask_window_live(s->kcp);
         return 0;
     }
+    if ((uint32_t)(now - s->suspect_at) < RESET_CONFIRM_MS)
+        return 0;
     gk_stats.PeerResets++;
     gk_sess_end(s, GK_ST_RESET);
     return 1;
@@ -168,7 +172,7 @@ static int peer_reset(gk_sess *s, const uint8_t *kcp, int len)
 static void deliver(gk_sess *s, const uint8_t *pkt, int len, int fec_type, uint32_t now)
 {
     if (fec_type != GK_FEC_TYPE_PARITY &&
-        peer_reset(s, fec_type ? pkt + GK_FEC_HEADER : pkt, fec_type ? len - GK_FEC_HEADER : len))
+        peer_reset(s, fec_type ? pkt + GK_FEC_HEADER : pkt, fec_type ? len - GK_FEC_HEADER : len, now))
         return;
     if (!s->unproven)
         gk_sess_wake(s, now); /* its ACKs are due within an interval */

@@ -203,12 +203,21 @@ static int keepalive_on(const gk_sess *s)
     return s->cfg.keepalive_ms && s->cfg.keepalive_timeout_ms && !s->closing && !s->unproven;
 }
 
+/* Keepalive deadlines are rounded up to a multiple of this many ms (a power
+ * of two), so the updater wakes a few times a second for all idle sessions
+ * together and their probes share sendmmsg batches (and the answers
+ * recvmmsg batches), instead of one wake-up per session. */
+#define KEEPALIVE_SLACK_MS 256u
+
 /* When a silent peer is asked next: keepalive_ms after whichever came
- * last, its last packet or our last ask. */
+ * last, its last packet or our last ask.  An accepted session waits one
+ * slack longer, so that between two gkcp ends the dialer asks first and
+ * its ask is life for the listener's side (two datagrams per interval,
+ * not four). */
 static uint32_t next_probe(const gk_sess *s)
 {
     uint32_t since = (int32_t)(s->last_probe - s->last_rx) > 0 ? s->last_probe : s->last_rx;
-    return since + s->cfg.keepalive_ms;
+    return since + s->cfg.keepalive_ms + (s->udp->dialed == s ? 0 : KEEPALIVE_SLACK_MS);
 }
 
 /* Ends the session if the peer stayed silent too long, else asks it if a
@@ -230,6 +239,16 @@ static int keepalive_tick(gk_sess *s, uint32_t now)
     return 0;
 }
 
+/* A peer suspected of a reset (pipeline.c) is asked once more when the
+ * doubt is RESET_CONFIRM_MS old; its answer decides. */
+static void reset_recheck(gk_sess *s, uint32_t now)
+{
+    if (s->reset_suspect && !s->reset_reasked && (uint32_t)(now - s->suspect_at) >= RESET_CONFIRM_MS) {
+        s->reset_reasked = 1;
+        gk_kcp_ask_window_live(s->kcp);
+    }
+}
+
 /* The earliest time a session with nothing to send must run again for its
  * silence limits (idle timeout, keepalive probe or timeout); 0 in *any if
  * none applies. */
@@ -241,10 +260,17 @@ static uint32_t silence_due(const gk_sess *s, int *any)
         due = s->last_rx + s->cfg.idle_timeout_ms;
         *any = 1;
     }
+    if (s->reset_suspect && !s->reset_reasked) {
+        uint32_t recheck = s->suspect_at + RESET_CONFIRM_MS;
+        if (!*any || (int32_t)(recheck - due) < 0)
+            due = recheck;
+        *any = 1;
+    }
     if (keepalive_on(s)) {
         uint32_t probe = next_probe(s);
         uint32_t dead = s->last_rx + s->cfg.keepalive_timeout_ms;
         uint32_t ka = (int32_t)(dead - probe) < 0 ? dead : probe;
+        ka = (ka + KEEPALIVE_SLACK_MS - 1) & ~(KEEPALIVE_SLACK_MS - 1);
         if (!*any || (int32_t)(ka - due) < 0)
             due = ka;
         *any = 1;
@@ -674,6 +700,7 @@ uint32_t gk_engine_update(gk_engine *eng, uint32_t now)
         }
         if (keepalive_tick(s, now))
             continue;
+        reset_recheck(s, now);
         gk_sess_check_ready(s);
         uint32_t due = now + wait;
         if (!gk_kcp_busy(s->kcp) && !s->closing) {

@@ -12,6 +12,12 @@
 #include "replay.h"
 #include "sess.h"
 
+/* A peer whose acknowledgements went back (a reset, or stale datagrams)
+ * must still answer behind this long after the doubt began before the
+ * session ends: duplicated and reordered datagrams come in bursts, and a
+ * live peer answers the asks sent meanwhile with its real una. */
+#define RESET_CONFIRM_MS 1000u
+
 /* Datagrams of an unproven session handed to KCP; later ones before the
  * proof are only answered (the peer resends them once acknowledged
  * nothing). */
@@ -41,6 +47,7 @@ struct gk_sess {
     uint32_t last_rx;          /* when the peer last sent a valid KCP packet */
     uint32_t last_probe;       /* when keepalive last asked (starts as last_rx) */
     uint32_t peer_una;         /* the most the peer has acknowledged (its una), once peer_una_known */
+    uint32_t suspect_at;       /* reset_suspect: since when */
     uint32_t due;              /* next flush, engine clock */
     int heap_index;            /* -1 when not scheduled */
     int event_index;           /* -1 when no event is pending */
@@ -53,7 +60,8 @@ struct gk_sess {
     unsigned unproven : 1;     /* listener side: the peer has not answered a window ask yet */
     unsigned heard : 1;        /* a valid KCP packet came from the peer */
     unsigned peer_una_known : 1;
-    unsigned reset_suspect : 1; /* the last packet acknowledged less than peer_una; asked again */
+    unsigned reset_suspect : 1; /* a packet acknowledged less than peer_una, none since did not */
+    unsigned reset_reasked : 1; /* suspect: asked again once RESET_CONFIRM_MS had passed */
     unsigned held : 1;         /* on the engine's held list (its input flush waits) */
     uint8_t reasked;           /* unproven: window asks sent unprompted */
     uint8_t fed;               /* unproven: datagrams handed to KCP */
