@@ -58,7 +58,6 @@ created it -- greenlet "threads" of ``patch_all`` share their OS thread's hub.
 """
 from __future__ import annotations
 
-import errno
 import socket
 import threading
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
@@ -185,9 +184,8 @@ def patch(routes: Mapping[Any, Any]) -> None:
     ``kcp://...``, see :mod:`gkcp.route`); the program's socket becomes a
     real socket bridged to KCP.  Other addresses stay plain TCP.
 
-    The routes replace those of an earlier call (connections made through
-    routes that are dropped keep going until closed; their kcptun sessions
-    close with the last of them... or at unpatch()).  Keys and URLs are
+    The routes replace those of an earlier call; the kcptun sessions of
+    routes dropped are closed (their connections end).  Keys and URLs are
     checked here (ValueError naming the route) before anything is patched.
     Requires gevent's socket monkey patching (RuntimeError otherwise)."""
     table = RouteTable(routes)
@@ -238,11 +236,9 @@ def _routed_connect(original: Callable[[Any, Any], Any]) -> Callable[[Any, Any],
         host, port = address[0], address[1]
         found = table.match(host, port)
         if found is None:
-            name = table.name_without_port(host)
-            if name is not None:
-                ports = sorted(p for routed_host, p in table.targets if routed_host == name)
-                raise ConnectionRefusedError(errno.ECONNREFUSED, "gkcp: %s is routed on port(s) %s only, not %s"
-                                             % (name, ", ".join(map(str, ports)), port))
+            name = table.name_of_placeholder(host)
+            if name is not None:  # a routed name (from gethostbyname) on a port it has no route for
+                address = (name,) + tuple(address[1:])
             address = _resolved(table, self, address)
             found = table.match(address[0], port)
             if found is None:
@@ -289,19 +285,26 @@ def _service_port(port: Any) -> int:
     if isinstance(port, int):
         return port
     text = port.decode() if isinstance(port, bytes) else str(port)
-    return int(text) if text.isdigit() else socket.getservbyname(text, "tcp")
+    if text.isdigit():
+        return int(text)
+    try:
+        return socket.getservbyname(text, "tcp")
+    except OSError:
+        raise socket.gaierror(socket.EAI_SERVICE, "Servname not supported for ai_socktype") from None
 
 
 def _routed_getaddrinfo(original: Callable[..., Any]) -> Callable[..., Any]:
     def getaddrinfo(host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0) -> Any:
         table = _table
         name = host.decode() if isinstance(host, bytes) else host
-        placeholder = None if table is None else table.name_placeholder(name)
-        if placeholder is None:
+        if table is None or table.name_placeholder(name) is None:  # not a routed name
+            return original(host, port, family, type, proto, flags)
+        number = _service_port(port)
+        placeholder = table.name_placeholder(name, number)
+        if placeholder is None:  # a routed name on another port: resolved as ever
             return original(host, port, family, type, proto, flags)
         if family not in (socket.AF_UNSPEC, socket.AF_INET):
             raise socket.gaierror(socket.EAI_ADDRFAMILY, "gkcp: routed name %s has an IPv4 placeholder only" % name)
-        number = _service_port(port)
         protocols: Dict[int, int] = {socket.SOCK_STREAM: socket.IPPROTO_TCP, socket.SOCK_DGRAM: socket.IPPROTO_UDP}
         kinds = [type] if type else list(protocols)
         canonical = name if flags & socket.AI_CANONNAME else ""

@@ -28,8 +28,10 @@ Route keys are ``(host, port)`` or ``'host:port'``; host an IPv4/IPv6
 literal (compared as addresses: ``10.0.0.05`` is not a new key) or a name
 (case-insensitive).  A name route catches connects to the name itself and to
 what :func:`socket.getaddrinfo`/``gethostbyname`` return for it while
-patched: a placeholder address in 127.255.0.0/16 standing for the name (the
-name is never looked up, so it need not exist in DNS).
+patched, for a routed port or no port: a placeholder address in
+127.255.0.0/16 standing for the name (the name is not looked up, so it need
+not exist in DNS).  The name's other ports are untouched: they resolve and
+connect as ever (a placeholder connected to on such a port means the name).
 """
 from __future__ import annotations
 
@@ -230,11 +232,17 @@ class RouteTable:
     def urls(self) -> Iterable[str]:
         return (target.url for target in self.targets.values())
 
-    def name_placeholder(self, host: Any) -> Optional[str]:
-        """The placeholder IPv4 address of a routed host name, else None."""
+    def name_placeholder(self, host: Any, port: Any = None) -> Optional[str]:
+        """The placeholder IPv4 address of a routed host name, for a lookup
+        of it on a routed port or on no port (gethostbyname); else None:
+        the name's other ports resolve as ever."""
         if not isinstance(host, str):
             return None
-        return self.placeholder.get(host.lower().rstrip("."))
+        name = host.lower().rstrip(".")
+        placeholder = self.placeholder.get(name)
+        if placeholder is None or (port and (name, port) not in self.targets):
+            return None
+        return placeholder
 
     def match(self, host: Any, port: Any) -> Optional[Tuple[Key, Target]]:
         """(key, target) for a destination as a program gives it to
@@ -252,14 +260,9 @@ class RouteTable:
         has this port)."""
         return isinstance(host, str) and port in self._address_ports and _is_name(host)
 
-    def name_without_port(self, host: Any) -> Optional[str]:
-        """A routed name (or its placeholder) connected to on a port it has
-        no route for: such a connect must fail, not leak to the placeholder."""
-        if not isinstance(host, str):
-            return None
-        normal = _normal_host(host)
-        normal = self.name_of.get(normal, normal)
-        return normal if normal in self.placeholder else None
+    def name_of_placeholder(self, host: Any) -> Optional[str]:
+        """The routed name a placeholder address stands for, else None."""
+        return self.name_of.get(host) if isinstance(host, str) else None
 
 
 def parse_route_arg(text: str) -> Tuple[Key, Target]:

@@ -103,7 +103,7 @@ def test_usage_errors_and_help(tmp_path):
 RAW_PROGRAM = r"""
     import errno, os, select, selectors, socket, sys, tempfile
     HALF_CLOSE = sys.argv[1] == "half-close"
-    DEAD = int(sys.argv[2])
+    DEAD, HTTP_PORT = int(sys.argv[2]), int(sys.argv[3])
 
     def request(path):
         return b"GET %s HTTP/1.1\r\nHost: legacy\r\n\r\n" % path.encode()
@@ -187,10 +187,21 @@ RAW_PROGRAM = r"""
         raise AssertionError("connected to a dead port")
     except ConnectionRefusedError:
         pass
-    try:
+    try:                                     # a routed name on another port resolves as ever: here, not at all
         socket.create_connection(("web.legacy.test", 81), timeout=5)
-    except ConnectionRefusedError as exc:
-        assert "routed on port(s) 80 only" in str(exc)
+        raise AssertionError("connected to an unresolvable name")
+    except socket.gaierror:
+        pass
+    # "localhost" is routed on the dead port only: its other ports are plain TCP, looked up or not
+    assert socket.create_connection(("localhost", DEAD), timeout=10).getpeername() == ("127.255.0.1", DEAD)
+    plain = socket.create_connection(("localhost", HTTP_PORT), timeout=10)
+    assert plain.getpeername()[1] == HTTP_PORT
+    plain.close()
+    plain = socket.create_connection((socket.gethostbyname("localhost"), HTTP_PORT), timeout=10)
+    assert plain.getpeername()[1] == HTTP_PORT
+    plain.sendall(request("/plain"))
+    assert response(plain.makefile("rb")) == b"ok /plain"
+    plain.close()
     print("raw ok")
 """
 
@@ -202,8 +213,9 @@ def test_raw_socket_program_with_select(tmp_path, server):
     mode = "half-close" if server == "gkcp" else "full-close"
     with http_server() as http_port, tunnel_server(server, http_port) as kcp_port:
         url = kcptun_url(kcp_port)
-        out = check(run_program(tmp_path, RAW_PROGRAM, {"10.255.0.4:80": url, "web.legacy.test:80": url},
-                                args=[mode, str(dead_tcp_port())]))
+        dead = dead_tcp_port()
+        routes = {"10.255.0.4:80": url, "web.legacy.test:80": url, "localhost:%d" % dead: url}
+        out = check(run_program(tmp_path, RAW_PROGRAM, routes, args=[mode, str(dead), str(http_port)]))
     assert "raw ok" in out
 
 
