@@ -17,6 +17,7 @@ FIN, the server's FIN the program's EOF).
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import gc
 import logging
@@ -156,9 +157,21 @@ class _KcptunPool(TunnelClient):
             # dial() verifies the server within this many seconds (self.options feeds its keywords)
             self.options["connect_timeout"] = wait
             session = self.session_for_next_stream()
+            if self._refused(session):  # the server went away since: a fresh, verified session or the error
+                session.close()
+                session = self.session_for_next_stream()
         finally:
             self._slot_lock.release()
         return session.open_stream()
+
+    def _refused(self, session: Any) -> bool:
+        """Whether an ICMP port unreachable came back for session's KCP
+        socket (its server's process is gone; smux keepalives, every
+        --keepalive seconds, or any write draw it within a round trip)."""
+        for mux, kcp in self._muxes:
+            if mux is session and not kcp.closed:
+                return bool(kcp.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == errno.ECONNREFUSED)
+        return False
 
 
 def _open(target: Target, wait: float) -> Any:

@@ -167,3 +167,36 @@ def test_route_whose_server_is_silent_times_out_at_connect(tmp_path):
     assert 1.5 < float(lines["create_connection"][2]) < 6, out
     assert lines["connect_ex"][1] == "11" and float(lines["connect_ex"][2]) < 6, out  # EAGAIN, as gevent's
     assert lines["redis"][1] in ("TimeoutError", "ConnectionError") and float(lines["redis"][2]) < 6, out
+
+
+def test_a_tunnel_server_that_died_refuses_the_next_connect(tmp_path):
+    """The pooled KCP session outlives its server: once an ICMP error came
+    back for it (the program's next write here; smux keepalives otherwise),
+    the next connect makes a fresh verified session, which is refused."""
+    import legacy_servers
+    with redis_server() as redis_port:
+        kcp_port = free_port(socket.SOCK_DGRAM)
+        server = legacy_servers.Tunnel("gkcp", "server", ["-l", "127.0.0.1:%d" % kcp_port, "-t",
+                                                          "127.0.0.1:%d" % redis_port] + legacy_servers.TUNNEL_FLAGS)
+        with server:
+            server.wait_log("listening on")
+            out = check(run_program(tmp_path, """
+                import os, signal, socket, sys, time
+                import redis
+                from redis.backoff import NoBackoff
+                from redis.retry import Retry
+                r = redis.Redis("10.255.0.1", 6379, socket_timeout=2, retry=Retry(NoBackoff(), 0))
+                assert r.ping()
+                os.kill(int(sys.argv[1]), signal.SIGKILL)
+                time.sleep(0.5)
+                try:
+                    r.ping()                 # on the old stream: no answer, and the ICMP error comes back
+                except (redis.ConnectionError, redis.TimeoutError):
+                    pass
+                start = time.monotonic()
+                try:
+                    socket.create_connection(("10.255.0.1", 6379), timeout=20)
+                except ConnectionRefusedError:
+                    print("refused", round(time.monotonic() - start, 2))
+            """, {"10.255.0.1:6379": kcptun_url(kcp_port)}, args=[str(server.proc.pid)]))
+    assert out.startswith("refused") and float(out.split()[1]) < 6, out
