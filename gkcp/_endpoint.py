@@ -95,13 +95,15 @@ class Endpoint:
             lib.gk_udp_stop_listening(self._c)
 
     def _read_loop(self) -> None:
-        hub = self.engine.hub
+        engine = self.engine
+        hub = engine.hub
+        read = lib.gk_udp_read_held
         while self._c is not None:
             hub.wait(self._io)
             while self._c is not None:
-                rc = lib.gk_udp_read_held(self._c, now_ms(), _BATCHES_PER_WAKEUP)
-                self.engine.flush_after_wakeups(self.engine.dispatch())
-                self.engine.wake_if_needed()
+                rc = read(self._c, now_ms(), _BATCHES_PER_WAKEUP)
+                engine.flush_after_wakeups(engine.dispatch())
+                engine.wake_if_needed()
                 if rc < 0:
                     # e.g. ECONNREFUSED: an ICMP port unreachable on a
                     # connected socket.  The kernel cleared it by reporting

@@ -38,10 +38,20 @@ _thread_local = get_original("_thread", "_local")
 
 _EVENTS_PER_CALL = 256
 
+# Read once: an attribute of the cffi lib costs as much as a small C call,
+# and dispatch runs on every wake-up of the reader.
+_EV_READABLE = lib.GK_EV_READ | lib.GK_EV_DEAD
+_EV_WRITABLE = lib.GK_EV_WRITE | lib.GK_EV_DEAD
+_EV_ACCEPT = lib.GK_EV_ACCEPT
+_EV_FREED = lib.GK_EV_FREED
+_take_events = lib.gk_engine_take_events
+_engine_flush = lib.gk_engine_flush
+_wake_pending = lib.gk_engine_wake_pending
 
-def now_ms() -> int:
+
+def now_ms(_monotonic: Any = time.monotonic) -> int:
     """The core's clock: milliseconds, wrapping at 2**32 (only differences matter)."""
-    return int(time.monotonic() * 1000) & 0xFFFFFFFF
+    return int(_monotonic() * 1000) & 0xFFFFFFFF
 
 
 def _key(ptr: Any) -> int:
@@ -59,9 +69,9 @@ class Wakeups:
         self.writable = Event()
 
     def notify(self, flags: int) -> None:
-        if flags & (lib.GK_EV_READ | lib.GK_EV_DEAD):
+        if flags & _EV_READABLE:
             self.readable.set()
-        if flags & (lib.GK_EV_WRITE | lib.GK_EV_DEAD):
+        if flags & _EV_WRITABLE:
             self.writable.set()
 
 
@@ -125,7 +135,7 @@ class Engine:
 
     def wake_if_needed(self) -> None:
         """After a C call that may have made a session due sooner."""
-        if lib.gk_engine_wake_pending(self._c):
+        if _wake_pending(self._c):
             self._wake.set()
 
     def poke(self) -> None:
@@ -152,14 +162,14 @@ class Engine:
         runs after the woken greenlets (gevent runs callbacks in order), so
         that their replies carry those ACKs."""
         if not woke:
-            lib.gk_engine_flush(self._c, now_ms())
+            _engine_flush(self._c, now_ms())
         elif not self._flush_scheduled:
             self._flush_scheduled = True
             self.hub.loop.run_callback(self._flush_queued)
 
     def _flush_queued(self) -> None:
         self._flush_scheduled = False
-        lib.gk_engine_flush(self._c, now_ms())
+        _engine_flush(self._c, now_ms())
 
     # -- events --------------------------------------------------------------------
 
@@ -167,25 +177,26 @@ class Engine:
         """Hand every pending C event to its Python object; True if any
         session was notified (a greenlet may have been woken)."""
         events = self._events
+        sessions = self._sessions
         woke = False
         while True:
-            n = lib.gk_engine_take_events(self._c, events, _EVENTS_PER_CALL)
+            n = _take_events(self._c, events, _EVENTS_PER_CALL)
             for i in range(n):
                 ev = events[i]
                 flags = ev.flags
-                if flags & lib.GK_EV_FREED:
+                if flags & _EV_FREED:
                     endpoint = self._lingering.pop(ev.id, None)
                     if endpoint is not None:
                         endpoint.release()
                     continue
-                if flags & lib.GK_EV_ACCEPT:
+                if flags & _EV_ACCEPT:
                     endpoint = self._endpoints.get(_key(lib.gk_sess_udp(ev.sess)))
                     if endpoint is not None and endpoint.on_accept is not None:
                         endpoint.on_accept(ev.sess)
                     else:
                         lib.gk_sess_close(ev.sess, now_ms(), 0)
                         continue
-                wakeups = self._sessions.get(ev.id)
+                wakeups = sessions.get(ev.id)
                 if wakeups is not None:
                     wakeups.notify(flags)
                     woke = True

@@ -34,6 +34,9 @@ _INFO_FIELDS = [name for name, _ in ffi.typeof("gk_kcp_info").fields]
 # fewer: bounds the engine's shared receive buffer (a KCP message, at most
 # 255 fragments of an MTU, always fits whole).
 _MAX_IO = 1 << 20
+# bound once: a cffi lib attribute costs as much as a small C call
+_sess_recv = lib.gk_sess_recv
+_sess_send = lib.gk_sess_send
 
 
 class Session(Blocking):
@@ -151,7 +154,7 @@ class Session(Blocking):
             c = self._live()
             if self._shut_rd:
                 return b""
-            n = lib.gk_sess_recv(c, buf, size, now_ms())
+            n = _sess_recv(c, buf, size, now_ms())
             if n > 0:
                 return n
             if n < 0:
@@ -173,7 +176,7 @@ class Session(Blocking):
         size = min(len(view), _MAX_IO)
 
         def attempt() -> Optional[int]:
-            n = lib.gk_sess_send(self._writer_live(), view, size, now_ms())
+            n = _sess_send(self._writer_live(), view, size, now_ms())
             if n < 0:
                 self._ended(n, reading=False)
             if n == 0:
@@ -194,7 +197,7 @@ class Session(Blocking):
         def attempt() -> Optional[bool]:
             nonlocal sent
             while sent < total:
-                n = lib.gk_sess_send(self._writer_live(), view + sent, min(total - sent, _MAX_IO), now_ms())
+                n = _sess_send(self._writer_live(), view + sent, min(total - sent, _MAX_IO), now_ms())
                 if n < 0:
                     self._ended(n, reading=False)
                 if n == 0:
