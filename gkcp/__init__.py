@@ -17,6 +17,7 @@ except ImportError as e:
         "build it with `python build_ffi.py`; if gkcp is installed, the current "
         "directory's gkcp/ shadows it (run from another directory)" % (__path__[0], e)) from e
 
+from . import _log  # noqa: E402,F401 -- installs the "gkcp" logger's NullHandler
 from .listener import Listener, listen  # noqa: E402
 from .options import Options  # noqa: E402
 from .session import Session, create_connection, dial  # noqa: E402

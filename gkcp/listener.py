@@ -16,6 +16,7 @@ from ._addr import resolve
 from ._blocking import Blocking, closed_error
 from ._core import lib
 from ._endpoint import Endpoint, check_udp_socket, make_crypt, open_udp_socket
+from ._log import counter_watch
 from .engine import get_engine
 from .options import Options, make_options
 from .session import Session
@@ -42,6 +43,7 @@ class Listener(Blocking):
 
     def _on_accept(self, csess: Any) -> None:
         assert self._endpoint is not None
+        counter_watch.check()
         self._endpoint.acquire()
         self._pending.append((Session(self._engine, self._endpoint, csess, self._options), csess))
         self._ready.set()
@@ -54,6 +56,7 @@ class Listener(Blocking):
             if self._endpoint is None:
                 raise closed_error()
             self._engine.check_thread()
+            counter_watch.check()
             while self._pending:
                 session, csess = self._pending.popleft()
                 if not session.closed:

@@ -26,6 +26,7 @@ from gevent import pywsgi
 from gevent.baseserver import BaseServer
 
 from ._addr import parse_address
+from ._log import log
 from .listener import Listener, listen
 from .options import OPTION_NAMES, make_options
 from .session import Session
@@ -85,6 +86,10 @@ class KCPServer(BaseServer):
         self.kcp_options: Dict[str, Any] = dict(kcp_options)
         self._acceptor: Optional[gevent.Greenlet] = None
 
+    def set_handle(self, handle: Optional[Handler]) -> None:
+        super().set_handle(handle)
+        self._handle = _logging_errors(self._handle, self)
+
     # -- listener ------------------------------------------------------------
 
     def set_listener(self, listener: Union[Address, Listener]) -> None:
@@ -139,6 +144,7 @@ class KCPServer(BaseServer):
                     return
                 self.loop.handle_error(self, *sys.exc_info())
                 if self.is_fatal_error(ex):
+                    log.error("%s: accepting failed, closing the server", self, exc_info=True)
                     sys.stderr.write("ERROR: %s failed with %s\n" % (self, str(ex) or repr(ex)))
                     self.close()
                     return
@@ -252,6 +258,20 @@ class KCPWSGIServer(KCPServer, pywsgi.WSGIServer):
 
 _WSGI_KWARGS = frozenset({"spawn", "log", "error_log", "handler_class", "environ"})
 _MAX_POOL = 2 ** 31 - 1
+
+
+def _logging_errors(handle: Handler, server: KCPServer) -> Handler:
+    """handle, logging what it raises (ERROR, with the traceback) before the
+    hub reports it as for any greenlet."""
+
+    def handle_logging_errors(session: Session, address: Tuple[Any, ...]) -> Any:
+        try:
+            return handle(session, address)
+        except Exception:
+            log.error("%s: handler failed for the session from %s", server, address, exc_info=True)
+            raise
+
+    return handle_logging_errors
 
 
 def _check_callable(name: str, value: Any) -> None:

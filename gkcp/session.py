@@ -24,6 +24,7 @@ from ._addr import from_sockaddr, parse_address, resolve, to_sockaddr
 from ._blocking import Blocking, closed_error, parse_timeout
 from ._core import ffi, lib
 from ._endpoint import Endpoint, c_config, check_udp_socket, make_crypt, open_udp_socket
+from ._log import session_ended
 from .engine import Engine, Wakeups, get_engine, now_ms
 from .options import Options, duration_ms, int_argument, make_options
 
@@ -37,6 +38,24 @@ _MAX_IO = 1 << 20
 # bound once: a cffi lib attribute costs as much as a small C call
 _sess_recv = lib.gk_sess_recv
 _sess_send = lib.gk_sess_send
+
+
+class _EndLogging(Wakeups):
+    """A session's Wakeups that also log why the core ended the session: the
+    core posts GK_EV_DEAD once, when it ends the session itself (never after
+    the application closed it, when the engine no longer holds this)."""
+
+    __slots__ = ("_csess",)
+
+    def __init__(self, csess: Any) -> None:
+        super().__init__()
+        self._csess = csess
+
+    def notify(self, flags: int) -> None:
+        Wakeups.notify(self, flags)
+        if flags & lib.GK_EV_DEAD:
+            c = self._csess
+            session_ended(lib.gk_sess_status(c), lib.gk_sess_conv(c), _peer_of(c))
 
 
 class Session(Blocking):
@@ -64,7 +83,7 @@ class Session(Blocking):
         self.id: int = lib.gk_sess_id(csess)
         self.conv: int = lib.gk_sess_conv(csess)
         self.family = endpoint.sock.family
-        wakeups = Wakeups()
+        wakeups = _EndLogging(csess)
         self._readable: Event = wakeups.readable
         self._writable: Event = wakeups.writable
         self._timeout: Optional[float] = socket.getdefaulttimeout()
@@ -88,9 +107,7 @@ class Session(Blocking):
         return c
 
     def _read_peer(self) -> Tuple[Any, ...]:
-        raw = ffi.new("char[128]")
-        n = lib.gk_sess_peer(self._c, raw, 128)
-        return from_sockaddr(ffi.buffer(raw, n)[:])
+        return _peer_of(self._c)
 
     def _ended(self, code: int, reading: bool) -> Any:
         status = -code
@@ -442,6 +459,12 @@ class Session(Blocking):
     def pending(self) -> int:
         """Segments queued or in flight."""
         return lib.gk_sess_waitsnd(self._live())
+
+
+def _peer_of(csess: Any) -> Tuple[Any, ...]:
+    raw = ffi.new("char[128]")
+    n = lib.gk_sess_peer(csess, raw, 128)
+    return from_sockaddr(ffi.buffer(raw, n)[:])
 
 
 def _deadline(t: Optional[float]) -> Optional[float]:
