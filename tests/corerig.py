@@ -25,7 +25,7 @@ PUSH, ACK, WASK, WINS = 81, 82, 83, 84
 
 DEFAULT_CONFIG = dict(mtu=1400, sndwnd=32, rcvwnd=32, nodelay=1, interval=10, resend=2, nc=1,
                       stream=0, ack_nodelay=0, write_delay=0, data_shards=0, parity_shards=0,
-                      dead_link=0, idle_timeout_ms=0)
+                      dead_link=0, idle_timeout_ms=0, keepalive_ms=0, keepalive_timeout_ms=0)
 
 
 class CoreRig:

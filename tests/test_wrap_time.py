@@ -148,3 +148,21 @@ def test_unproven_session_timers_across_the_wrap():
         assert lib.gk_stats.UnprovenExpired == before["expired"] + 1
         assert sum(asks) == 3 and asks[0] == 1   # one answer, then two re-asks
         assert rig.accepted == []
+
+
+def test_keepalive_probes_and_ends_a_silent_session_across_the_wrap():
+    out = run_child("""
+        with CoreRig(start=%d) as rig:
+            silent = rig.sink()                       # never answers a probe
+            dialer = rig.udp(listening=False, keepalive_ms=1000, keepalive_timeout_ms=3000)
+            sess = rig.dial(dialer, silent.getsockname())
+            probes = lib.gk_stats.KeepaliveProbes
+            waits = [rig.step(0)] + [rig.step(500) for _ in range(5)]   # 2.5 s, across the wrap
+            middle = [lib.gk_sess_status(sess), lib.gk_stats.KeepaliveProbes - probes]
+            rig.step(600)                             # 3.1 s of silence
+            print(json.dumps([waits, middle, lib.gk_sess_status(sess), len(rig.dead)]))
+    """ % WRAP)
+    waits, middle, status, dead = json.loads(out)
+    assert all(0 < w <= 1100 for w in waits), waits          # parked until the next probe, never overdue
+    assert middle == [lib.GK_ST_OPEN, 1]                     # one probe after 1 s (rounded), none yet at 2.5 s
+    assert status == lib.GK_ST_KEEPALIVE and dead == 1
