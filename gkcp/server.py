@@ -62,10 +62,13 @@ class KCPServer(BaseServer):
         accepted session.  Not allowed with a ready-made Listener, which has
         its own.
 
-    KCP has no close handshake on the wire: a client's ``recv`` sees the end
-    of a session closed by the handler only through its own
-    ``idle_timeout``.  Protocols that delimit messages themselves (HTTP
-    with Content-Length or chunking, line protocols) are not affected.
+    KCP has no close handshake on the wire: a gkcp client's ``recv`` sees
+    the end of a session closed by the handler once its next packet (at the
+    latest a keepalive probe) is answered by a fresh session of the
+    listener (ConnectionResetError, if the server had acknowledged data of
+    the client), or through its own ``idle_timeout``.  Protocols that
+    delimit messages themselves (HTTP with Content-Length or chunking, line
+    protocols) are not affected.
     """
 
     #: the accept greenlet yields to others after this many sessions accepted in a row
