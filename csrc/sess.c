@@ -539,8 +539,23 @@ void gk_sess_accepted(gk_sess *s)
     }
 }
 
+static int read_batches(gk_udp *u, uint32_t now, int max_batches);
+
 int gk_sess_send(gk_sess *s, const uint8_t *buf, int len, uint32_t now)
 {
+    /* A writer that kept the hub busy for an interval or more (its own work,
+     * or a loaded CPU) has left the peer's ACKs unread in the socket; the
+     * flush below would retransmit every segment whose RTO they beat.  They
+     * are read first. */
+    int drained = (int32_t)(now - s->udp->last_read) >= (int32_t)gk_kcp_interval(s->kcp);
+    if (drained && !s->status) {
+        gk_udp *u = s->udp;
+        int rc = read_batches(u, now, 1);
+        if (rc < 0 && !u->read_error) {
+            u->read_error = rc; /* the kernel reported it once: keep it for Python */
+            u->eng->read_errors++;
+        }
+    }
     if (s->status)
         return -s->status;
     uint32_t limit = gk_kcp_send_window(s->kcp);
@@ -568,7 +583,10 @@ int gk_sess_send(gk_sess *s, const uint8_t *buf, int len, uint32_t now)
     gk_sess_wake(s, now);
     if (take < len)
         s->want_write = 1;
-    gk_pipe_flush_dirty(s->udp->eng);
+    if (drained)
+        gk_engine_flush(s->udp->eng, now);
+    else
+        gk_pipe_flush_dirty(s->udp->eng);
     return take;
 }
 
@@ -727,6 +745,18 @@ uint32_t gk_engine_update(gk_engine *eng, uint32_t now)
     return (uint32_t)wait;
 }
 
+int gk_engine_has_events(const gk_engine *eng) { return eng->nevents > 0 || eng->read_errors > 0; }
+
+int gk_udp_take_error(gk_udp *u)
+{
+    int rc = u->read_error;
+    if (rc) {
+        u->read_error = 0;
+        u->eng->read_errors--;
+    }
+    return rc;
+}
+
 int gk_engine_wake_pending(gk_engine *eng)
 {
     int wake = eng->wake;
@@ -778,6 +808,7 @@ gk_udp *gk_udp_new(gk_engine *eng, int fd, int listening, const gk_config *cfg,
 void gk_udp_free(gk_udp *u)
 {
     gk_engine *eng = u->eng;
+    gk_udp_take_error(u);
     while (u->all)
         sess_free(u->all);
     if (u->eng_prev)
@@ -826,6 +857,7 @@ int gk_udp_unproven(const gk_udp *u) { return u->nunproven; }
 static int read_batches(gk_udp *u, uint32_t now, int max_batches)
 {
     int more = 0;
+    u->last_read = now;
     for (int round = 0; round < max_batches; round++) {
         int n = gk_io_recv(u->fd, &u->rx, u->mmsg);
         if (n < 0)

@@ -97,6 +97,9 @@ uint32_t gk_engine_update(gk_engine *eng, uint32_t now);
 /* 1 (once) if a session became due before the time the last update
  * returned: the caller should run gk_engine_update sooner. */
 int gk_engine_wake_pending(gk_engine *eng);
+/* 1 if events wait for gk_engine_take_events, or a socket error for
+ * gk_udp_take_error (a send may read the socket: see gk_sess_send). */
+int gk_engine_has_events(const gk_engine *eng);
 /* Sessions alive in the engine (open, unaccepted and lingering). */
 int gk_engine_sessions(const gk_engine *eng);
 
@@ -128,6 +131,8 @@ int gk_udp_read(gk_udp *udp, uint32_t now, int max_batches);
 int gk_udp_read_held(gk_udp *udp, uint32_t now, int max_batches);
 /* Makes the flushes input left waiting and writes every queued datagram. */
 void gk_engine_flush(gk_engine *eng, uint32_t now);
+/* The -errno a read made inside gk_sess_send met (0 if none), once. */
+int gk_udp_take_error(gk_udp *udp);
 /* Sessions on this socket (any state, unproven ones included). */
 int gk_udp_sessions(const gk_udp *udp);
 /* Unproven sessions on this (listening) socket. */
@@ -163,7 +168,8 @@ void gk_sess_ask(gk_sess *s, uint32_t now);
 int gk_sess_configure(gk_sess *s, const gk_config *cfg);
 void gk_sess_get_info(const gk_sess *s, gk_kcp_info *info);
 /* Queues up to len bytes as the windows allow and flushes (unless write
- * delay).  Returns bytes taken (0: window full, a GK_EV_WRITE will follow),
+ * delay).  If the socket was not read for an interval or more, reads it
+ * first (events may follow, for any session of the socket).  Returns bytes taken (0: window full, a GK_EV_WRITE will follow),
  * or -status if the session has ended. */
 int gk_sess_send(gk_sess *s, const uint8_t *buf, int len, uint32_t now);
 /* Stream mode: as many bytes as are ready, up to len.  Message mode: one

@@ -106,6 +106,8 @@ struct gk_udp {
 
     int dirty;                 /* has queued datagrams */
     gk_udp *dirty_next;
+    uint32_t last_read;        /* when the socket was last read (engine clock) */
+    int read_error;            /* -errno a read inside gk_sess_send met, for gk_udp_take_error */
 };
 
 struct gk_engine {
@@ -115,6 +117,7 @@ struct gk_engine {
     int nevents, events_cap;
     gk_udp *dirty;
     gk_sess *held;             /* sessions whose input flush waits for gk_engine_flush */
+    int read_errors;           /* sockets with a read_error not taken yet */
     gk_udp *udps;
     gk_nonce seeder;           /* draws each session's nonce key */
     uint32_t next_id;

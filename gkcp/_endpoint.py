@@ -105,15 +105,26 @@ class Endpoint:
                 engine.flush_after_wakeups(engine.dispatch())
                 engine.wake_if_needed()
                 if rc < 0:
-                    # e.g. ECONNREFUSED: an ICMP port unreachable on a
-                    # connected socket.  The kernel cleared it by reporting
-                    # it, so waiting again cannot spin; keep it for SO_ERROR.
-                    self._error = -rc
-                    if self.on_error is not None:
-                        self.on_error()
+                    self._read_failed(rc)
                 if rc <= 0:
                     break
                 gevent.sleep(0)  # a busy socket must not starve other greenlets
+
+    def _read_failed(self, rc: int) -> None:
+        # e.g. ECONNREFUSED: an ICMP port unreachable on a connected
+        # socket.  The kernel cleared it by reporting it, so waiting again
+        # cannot spin; keep it for SO_ERROR.
+        self._error = -rc
+        if self.on_error is not None:
+            self.on_error()
+
+    def take_read_error(self) -> None:
+        """An error a read inside a send met (gk_sess_send drains a socket
+        nobody read for an interval), handled as the reader would."""
+        if self._c is not None:
+            rc = lib.gk_udp_take_error(self._c)
+            if rc < 0:
+                self._read_failed(rc)
 
     def _close(self) -> None:
         if self._c is None:

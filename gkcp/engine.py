@@ -47,6 +47,7 @@ _EV_FREED = lib.GK_EV_FREED
 _take_events = lib.gk_engine_take_events
 _engine_flush = lib.gk_engine_flush
 _wake_pending = lib.gk_engine_wake_pending
+_has_events = lib.gk_engine_has_events
 
 
 def now_ms(_monotonic: Any = time.monotonic) -> int:
@@ -134,9 +135,14 @@ class Engine:
     # -- the updater -----------------------------------------------------------------
 
     def wake_if_needed(self) -> None:
-        """After a C call that may have made a session due sooner."""
+        """After a C call that may have made a session due sooner, or read
+        a socket (a send after a long busy spell: gk_sess_send)."""
         if _wake_pending(self._c):
             self._wake.set()
+        if _has_events(self._c):
+            for endpoint in list(self._endpoints.values()):
+                endpoint.take_read_error()
+            self.flush_after_wakeups(self.dispatch())
 
     def poke(self) -> None:
         """Something may be due sooner than the updater thinks: wake it."""

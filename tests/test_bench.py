@@ -26,7 +26,7 @@ def run_bench(*args, timeout=60):
 
 def test_transfer_quick_table(go_peer_bin, tmp_path):
     path = tmp_path / "bench.json"
-    out = run_bench("--quick", "--bytes", "3M", "--rtt-count", "50", "--json", str(path))
+    out = run_bench("--quick", "--bytes", "3M", "--rtt-count", "50", "--rtt-rounds", "2", "--json", str(path))
     rows = {}
     for line in out.splitlines():
         m = re.match(r"plain\s+(\S+<->\S+)\s+(.*)$", line)
@@ -44,7 +44,25 @@ def test_transfer_quick_table(go_peer_bin, tmp_path):
         # CPU is the timed transfer's, so interpreter start-up never enters it
         # (subtracting a separately measured start-up once made it 0.0).
         assert 0 < res["sink_cpu_listen_s"] + res["sink_cpu_dial_s"] < res["sink_cpu_raw_s"]
+        # the RTT figures are medians over rounds that visited the pairings in turn
+        assert len(res["rtt_rounds"]) == 2
+        assert sorted(r["p50_us"] for r in res["rtt_rounds"])[0] <= res["rtt_p50_us"]
     assert plain["kcp-go<->kcp-go"]["sink_mbps_ratio"] == pytest.approx(1.0)
+
+
+def test_rtt_load_table_compares_retransmissions_in_one_run(go_peer_bin, tmp_path):
+    path = tmp_path / "load.json"
+    out = run_bench("rtt-load", "--busy", "1", "--bytes", "1M", "--rtt-count", "30", "--rounds", "1",
+                    "--pairs", "default", "--json", str(path), timeout=120)
+    rows = [line for line in out.splitlines() if re.match(r"plain\s+\S+<->\S+\s+\d", line)]
+    assert len(rows) == len(PAIRINGS), out
+    doc = json.loads(path.read_text())
+    assert doc["settings"]["busy"] == 1
+    plain = doc["results"]["plain"]
+    assert set(plain) == set(PAIRINGS)
+    for res in plain.values():
+        assert res["sink_mbps"] > 0 and res["rtt_p50_us"] > 0 and res["rtt_p99_us"] >= res["rtt_p50_us"]
+        assert res["sink_retrans_per_mb"] >= 0 and len(res["sink_rounds"]) == len(res["rtt_rounds"]) == 1
 
 
 def test_plot_without_matplotlib_fails_before_any_run(monkeypatch):

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 import gevent
 import pytest
@@ -92,6 +93,36 @@ def test_request_response_acks_ride_in_the_replies():
             server.kill()
     # 2 per round trip, plus the few ACKs a 10 ms interval flush sends alone
     assert datagrams <= 2.3 * rounds, datagrams
+
+
+def test_a_writer_busy_past_the_rto_reads_the_acks_before_it_flushes():
+    """A writer that keeps the hub busy longer than the RTO (30 ms) between
+    sends has its peer's ACKs waiting unread in the socket; its next send
+    reads them before flushing instead of retransmitting everything in
+    flight (spurious retransmissions under CPU load)."""
+    chunk, rounds = 8192, 12
+    peer = subprocess.Popen([sys.executable, "-m", "gkcp.bench.peer", "listen", "-role=sink",
+                             "-bytes=%d" % (chunk * rounds), "-timeout=60", "-nodelay=1", "-interval=10",
+                             "-resend=2", "-nc=1", "-sndwnd=1024", "-rcvwnd=1024"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT)
+    try:
+        ready = peer.stdout.readline().split()
+        assert ready and ready[0] == b"READY", ready
+        host, port = ready[1].decode().rsplit(":", 1)
+        with gkcp.dial((host, int(port)), **FAST) as s:
+            s.settimeout(30)
+            before = core_stat("RetransSegs")
+            for _ in range(rounds):
+                s.sendall(os.urandom(chunk))
+                spin_until = time.monotonic() + 0.1  # CPU-bound, never yields to the hub
+                while time.monotonic() < spin_until:
+                    pass
+            retransmitted = core_stat("RetransSegs") - before
+            assert recv_exactly(s, 32)  # the sink's digest: everything arrived
+    finally:
+        peer.kill()
+        peer.wait()
+    assert retransmitted == 0
 
 
 def test_full_send_window_blocks_the_writer_until_acknowledged():

@@ -352,3 +352,13 @@ def test_tls_over_a_routed_socket(tmp_path):
             tunnel_server("gkcp", port) as kcp_port:
         out = check(run_program(tmp_path, TLS_PROGRAM, {"10.255.0.10:443": kcptun_url(kcp_port)}, args=[str(cert)]))
     assert "version TLSv1.3" in out and "tls ok" in out
+
+
+def test_bridge_benchmark_runs():
+    """python -m gkcp.bench bridge: the four ways, each with its figures (no speed is asserted)."""
+    proc = subprocess.run([sys.executable, "-m", "gkcp.bench", "bridge", "--mb", "2", "--runs", "1"], cwd=str(REPO),
+                          env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = {line[:16].strip(): line[16:].split() for line in proc.stdout.splitlines()[2:]}
+    assert set(rows) == {"kcp native", "kcp bridged", "kcptun native", "kcptun bridged"}, proc.stdout
+    assert all(len(figures) == 2 and all(float(f) > 0 for f in figures) for figures in rows.values()), proc.stdout

@@ -5,6 +5,7 @@ Each command is a module of this package with ``main(argv) -> int``.
 
 #: subcommand -> module name (relative to this package)
 COMMANDS = {
+    "bridge": "bridge",
     "crypto": "crypto",
     "fec": "fec",
     "lossy": "lossy",

@@ -1,4 +1,4 @@
-"""What a routed socket costs: ``python -m gkcp.bench.bridge [--mb N] [--runs R]``.
+"""What a routed socket costs: ``python -m gkcp.bench bridge [--mb N] [--runs R]``.
 
 One upload of N MB on 127.0.0.1, four ways, measured in this (client)
 process -- MB/s and CPU seconds per MB (getrusage, user+sys, so the bridge's
@@ -120,7 +120,7 @@ def _wait_line(proc: "subprocess.Popen[str]", text: str, timeout: float = 20) ->
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gkcp.bench.bridge", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m gkcp.bench bridge", description=__doc__.split("\n\n")[0])
     parser.add_argument("--mb", type=int, default=50, help="megabytes per upload (default 50)")
     parser.add_argument("--runs", type=int, default=3, help="uploads per way; the median is shown (default 3)")
     args = parser.parse_args(argv)
