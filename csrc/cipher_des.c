@@ -102,7 +102,7 @@ static inline uint64_t apply(const uint64_t tab[16][16], uint64_t x)
  * y rotated left by 4, each at bits 26, 18, 10 and 2. */
 static void des_subkeys(const uint8_t key[8], uint32_t out[16][2])
 {
-    uint64_t cd = permute(((uint64_t)gk_load32be(key) << 32) | gk_load32be(key + 4), perm_pc1, 56, 64);
+    uint64_t cd = permute(((uint64_t)gk_get32be(key) << 32) | gk_get32be(key + 4), perm_pc1, 56, 64);
     uint32_t c = (uint32_t)(cd >> 28), d = (uint32_t)(cd & 0xFFFFFFF);
     for (int r = 0; r < 16; r++) {
         int s = key_shifts[r];
@@ -151,7 +151,7 @@ int gk_des3_ecb(const void *state, const uint8_t *in, uint8_t *out, size_t len)
 {
     const struct gk_des3 *t = state;
     for (size_t off = 0; off + 8 <= len; off += 8) {
-        uint64_t x = apply(ip_tab, ((uint64_t)gk_load32be(in + off) << 32) | gk_load32be(in + off + 4));
+        uint64_t x = apply(ip_tab, ((uint64_t)gk_get32be(in + off) << 32) | gk_get32be(in + off + 4));
         uint32_t l = (uint32_t)(x >> 32), r = (uint32_t)x;
         for (int pass = 0; pass < 3; pass++) {
             const uint32_t(*k)[2] = t->k + 16 * pass;
@@ -165,8 +165,8 @@ int gk_des3_ecb(const void *state, const uint8_t *in, uint8_t *out, size_t len)
             r = tmp;
         }
         x = apply(fp_tab, ((uint64_t)l << 32) | r);
-        gk_store32be(out + off, (uint32_t)(x >> 32));
-        gk_store32be(out + off + 4, (uint32_t)x);
+        gk_put32be(out + off, (uint32_t)(x >> 32));
+        gk_put32be(out + off + 4, (uint32_t)x);
     }
     return 0;
 }

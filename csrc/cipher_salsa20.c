@@ -35,7 +35,7 @@ static void store_blocks(v8u32 x[16], const v8u32 s[16], uint8_t out[512])
     }
     for (int b = 0; b < 8; b++)
         for (int i = 0; i < 16; i++)
-            gk_store32le(out + 64 * b + 4 * i, w[i][b]);
+            gk_put32le(out + 64 * b + 4 * i, w[i][b]);
 }
 
 GK_CLONES
@@ -92,7 +92,7 @@ void gk_salsa20_xor(const uint32_t key[8], const uint8_t nonce[8], uint8_t *data
 {
     uint32_t in[16] = {
         0x61707865, key[0], key[1], key[2], key[3], 0x3320646e,
-        gk_load32le(nonce), gk_load32le(nonce + 4), 0, 0,
+        gk_get32le(nonce), gk_get32le(nonce + 4), 0, 0,
         0x79622d32, key[4], key[5], key[6], key[7], 0x6b206574,
     };
     uint8_t ks[512];

@@ -66,7 +66,7 @@ void gk_sm4_setkey(struct gk_sm4 *s, const uint8_t key[16])
     static const uint32_t fk[4] = {0xa3b1bac6, 0x56aa3350, 0x677d9197, 0xb27022dc};
     uint32_t k[4];
     for (int i = 0; i < 4; i++)
-        k[i] = gk_load32be(key + 4 * i) ^ fk[i];
+        k[i] = gk_get32be(key + 4 * i) ^ fk[i];
     for (int i = 0; i < 32; i++) {
         /* CK: byte j of word i is (4i + j) * 7 mod 256 */
         uint32_t ck = 0;
@@ -82,18 +82,18 @@ int gk_sm4_ecb(const void *state, const uint8_t *in, uint8_t *out, size_t len)
 {
     const uint32_t *rk = ((const struct gk_sm4 *)state)->rk;
     for (size_t off = 0; off + 16 <= len; off += 16) {
-        uint32_t x0 = gk_load32be(in + off), x1 = gk_load32be(in + off + 4);
-        uint32_t x2 = gk_load32be(in + off + 8), x3 = gk_load32be(in + off + 12);
+        uint32_t x0 = gk_get32be(in + off), x1 = gk_get32be(in + off + 4);
+        uint32_t x2 = gk_get32be(in + off + 8), x3 = gk_get32be(in + off + 12);
         for (int i = 0; i < 32; i += 4) {
             x0 ^= round_t(x1 ^ x2 ^ x3 ^ rk[i]);
             x1 ^= round_t(x2 ^ x3 ^ x0 ^ rk[i + 1]);
             x2 ^= round_t(x3 ^ x0 ^ x1 ^ rk[i + 2]);
             x3 ^= round_t(x0 ^ x1 ^ x2 ^ rk[i + 3]);
         }
-        gk_store32be(out + off, x3);
-        gk_store32be(out + off + 4, x2);
-        gk_store32be(out + off + 8, x1);
-        gk_store32be(out + off + 12, x0);
+        gk_put32be(out + off, x3);
+        gk_put32be(out + off + 4, x2);
+        gk_put32be(out + off + 8, x1);
+        gk_put32be(out + off + 12, x0);
     }
     return 0;
 }

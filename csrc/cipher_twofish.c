@@ -103,8 +103,8 @@ int gk_twofish_setkey(struct gk_twofish *t, const uint8_t *key, size_t keylen)
     const int k = (int)(keylen / 8);
     uint32_t me[4], mo[4], s[4];
     for (int i = 0; i < k; i++) {
-        me[i] = gk_load32le(key + 8 * i);
-        mo[i] = gk_load32le(key + 8 * i + 4);
+        me[i] = gk_get32le(key + 8 * i);
+        mo[i] = gk_get32le(key + 8 * i + 4);
         uint32_t w = 0;
         for (int r = 0; r < 4; r++) {
             uint8_t acc = 0;
@@ -139,8 +139,8 @@ int gk_twofish_ecb(const void *state, const uint8_t *in, uint8_t *out, size_t le
     const struct gk_twofish *t = state;
     const uint32_t *K = t->k;
     for (size_t off = 0; off + 16 <= len; off += 16) {
-        uint32_t r0 = gk_load32le(in + off) ^ K[0], r1 = gk_load32le(in + off + 4) ^ K[1];
-        uint32_t r2 = gk_load32le(in + off + 8) ^ K[2], r3 = gk_load32le(in + off + 12) ^ K[3];
+        uint32_t r0 = gk_get32le(in + off) ^ K[0], r1 = gk_get32le(in + off + 4) ^ K[1];
+        uint32_t r2 = gk_get32le(in + off + 8) ^ K[2], r3 = gk_get32le(in + off + 12) ^ K[3];
         /* Two rounds per step so the halves swap roles without copies. */
         for (int r = 0; r < 16; r += 2) {
             uint32_t t0 = g(t, r0), t1 = g(t, gk_rotl32(r1, 8));
@@ -151,10 +151,10 @@ int gk_twofish_ecb(const void *state, const uint8_t *in, uint8_t *out, size_t le
             r0 = gk_rotl32(r0 ^ (t0 + t1 + K[2 * r + 10]), 31);
             r1 = gk_rotl32(r1, 1) ^ (t0 + 2 * t1 + K[2 * r + 11]);
         }
-        gk_store32le(out + off, r2 ^ K[4]);
-        gk_store32le(out + off + 4, r3 ^ K[5]);
-        gk_store32le(out + off + 8, r0 ^ K[6]);
-        gk_store32le(out + off + 12, r1 ^ K[7]);
+        gk_put32le(out + off, r2 ^ K[4]);
+        gk_put32le(out + off + 4, r3 ^ K[5]);
+        gk_put32le(out + off + 8, r0 ^ K[6]);
+        gk_put32le(out + off + 12, r1 ^ K[7]);
     }
     return 0;
 }

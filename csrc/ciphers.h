@@ -7,27 +7,13 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "bytes.h"
+
 /* Forward ("encrypt") direction over len bytes, a multiple of the block
  * size: the only direction CFB needs.  Same shape as pycryptodome's
  * CipherOperation so both kinds sit behind one call site. */
 typedef int (*gk_ecb_fn)(const void *state, const uint8_t *in, uint8_t *out, size_t len);
 
-static inline uint32_t gk_load32be(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-static inline void gk_store32be(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
-}
-static inline uint32_t gk_load32le(const uint8_t *p)
-{
-    return (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
-}
-static inline void gk_store32le(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
-}
 /* dst ^= src over n bytes (long runs: pads, keystreams, CFB decryption). */
 void gk_crypt_xor(uint8_t *dst, const uint8_t *src, size_t n);
 

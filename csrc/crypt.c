@@ -1,4 +1,4 @@
-/* kcp-go 5.6.1 packet encryption (WIRE.md s2): nonce + CRC-32 header, then
+/* kcp-go 5.6.1 packet encryption (docs/wire.md §2): nonce + CRC-32 header, then
  * the whole packet encrypted in place with CFB (fixed IV, full-block
  * feedback), salsa20, the xor pad, or nothing. */
 #include <stdlib.h>
@@ -69,7 +69,7 @@ __attribute__((constructor)) static void crc_tables(void)
 static uint32_t crc_slice8(uint32_t r, const uint8_t *p, size_t n)
 {
     for (; n >= 8; p += 8, n -= 8) {
-        uint32_t a = gk_load32le(p) ^ r, b = gk_load32le(p + 4);
+        uint32_t a = gk_get32le(p) ^ r, b = gk_get32le(p + 4);
         r = crc_tab[7][a & 0xff] ^ crc_tab[6][(a >> 8) & 0xff] ^ crc_tab[5][(a >> 16) & 0xff] ^
             crc_tab[4][a >> 24] ^ crc_tab[3][b & 0xff] ^ crc_tab[2][(b >> 8) & 0xff] ^
             crc_tab[1][(b >> 16) & 0xff] ^ crc_tab[0][b >> 24];
@@ -191,7 +191,7 @@ uint32_t gk_crc32(const uint8_t *data, size_t len)
 void gk_nonce_init(gk_nonce *ng, const uint8_t seed[32])
 {
     for (int i = 0; i < 8; i++)
-        ng->key[i] = gk_load32le(seed + 4 * i);
+        ng->key[i] = gk_get32le(seed + 4 * i);
     ng->counter = 0;
     ng->used = sizeof ng->pool;
 }
@@ -365,7 +365,7 @@ static void cipher_backward(const gk_crypt *c, uint8_t *pkt, size_t len)
 static void frame(const uint8_t nonce[GK_NONCE_SIZE], uint8_t *pkt, size_t len)
 {
     memcpy(pkt, nonce, GK_NONCE_SIZE);
-    gk_store32le(pkt + GK_NONCE_SIZE, gk_crc32(pkt + GK_CRYPT_HEADER, len - GK_CRYPT_HEADER));
+    gk_put32le(pkt + GK_NONCE_SIZE, gk_crc32(pkt + GK_CRYPT_HEADER, len - GK_CRYPT_HEADER));
 }
 
 void gk_crypt_seal(const gk_crypt *c, const uint8_t nonce[GK_NONCE_SIZE], uint8_t *pkt, size_t len)
@@ -403,7 +403,7 @@ int gk_crypt_decrypt(const gk_crypt *c, uint8_t *pkt, size_t len)
     if (len < GK_CRYPT_HEADER)
         return -1;
     cipher_backward(c, pkt, len);
-    if (gk_crc32(pkt + GK_CRYPT_HEADER, len - GK_CRYPT_HEADER) != gk_load32le(pkt + GK_NONCE_SIZE))
+    if (gk_crc32(pkt + GK_CRYPT_HEADER, len - GK_CRYPT_HEADER) != gk_get32le(pkt + GK_NONCE_SIZE))
         return -2;
     return 0;
 }
@@ -444,7 +444,7 @@ gk_crypt *gk_crypt_new_salsa20(const uint8_t key[32])
     gk_crypt *c = alloc_crypt(GK_SALSA20, 0);
     if (c)
         for (int i = 0; i < 8; i++)
-            c->u.salsa_key[i] = gk_load32le(key + 4 * i);
+            c->u.salsa_key[i] = gk_get32le(key + 4 * i);
     return c;
 }
 

@@ -1,4 +1,4 @@
-/* Packet encryption framing of kcp-go 5.6.1 (WIRE.md s2): a 16-byte nonce and
+/* Packet encryption framing of kcp-go 5.6.1 (docs/wire.md §2): a 16-byte nonce and
  * a CRC-32 at the front of every packet, then the whole packet encrypted in
  * place.  Sans-I/O: keys and random seeds come from the caller. */
 #ifndef GK_CRYPT_H

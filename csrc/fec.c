@@ -1,12 +1,13 @@
-/* kcp-go's FEC framing (fec.go, autotune.go; WIRE.md s3) with one safety
+/* kcp-go's FEC framing (fec.go, autotune.go; docs/wire.md §3) with one safety
  * rule kcp-go lacks: the decoder reconstructs only with a shape it has
  * confirmed, so a peer with another shape can never make it turn parity
- * into "data" (WIRE.md s3.4, Hazard). */
+ * into "data" (docs/wire.md §3.4, the shape hazard). */
 #include "fec.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "bytes.h"
 #include "rs.h"
 #include "snmp.h"
 
@@ -22,22 +23,6 @@
 #define SHARD_BUF 1536 /* >= GK_MTU_LIMIT - FEC_SEQ_TYPE, multiple of 64 */
 #define SLOT_FRONT 64  /* >= GK_CRYPT_HEADER + FEC_SEQ_TYPE */
 #define ENC_SLOT (SLOT_FRONT + SHARD_BUF)
-
-static void put16(uint8_t *p, unsigned v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    put16(p, v & 0xffff);
-    put16(p + 2, v >> 16);
-}
-
-static unsigned get16(const uint8_t *p) { return p[0] | (unsigned)p[1] << 8; }
-
-static uint32_t get32(const uint8_t *p) { return get16(p) | (uint32_t)get16(p + 2) << 16; }
 
 /* kcp-go's _itimediff: sequence order across the 32-bit wrap */
 static int32_t seqdiff(uint32_t a, uint32_t b) { return (int32_t)(a - b); }
@@ -114,9 +99,9 @@ int gk_fec_encode(gk_fec_encoder *enc, uint8_t *pkt, int len,
         return -1;
     if (!enc->slab && encoder_slab(enc) != 0)
         return -1;
-    put32(pkt, enc->next);
-    put16(pkt + 4, GK_FEC_TYPE_DATA);
-    put16(pkt + FEC_SEQ_TYPE, (unsigned)(len - FEC_SEQ_TYPE));
+    gk_put32le(pkt, enc->next);
+    gk_put16le(pkt + 4, GK_FEC_TYPE_DATA);
+    gk_put16le(pkt + FEC_SEQ_TYPE, (unsigned)(len - FEC_SEQ_TYPE));
     enc->next++;
 
     int slen = len - FEC_SEQ_TYPE;
@@ -132,8 +117,8 @@ int gk_fec_encode(gk_fec_encoder *enc, uint8_t *pkt, int len,
         memset(enc->shard[k] + enc->shard_len[k], 0, L - enc->shard_len[k]);
     gk_rs_encode(enc->rs, enc->shard, L);
     for (int k = enc->ds; k < enc->n; k++) {
-        put32(enc->parity_pkt[k], enc->next);
-        put16(enc->parity_pkt[k] + 4, GK_FEC_TYPE_PARITY);
+        gk_put32le(enc->parity_pkt[k], enc->next);
+        gk_put16le(enc->parity_pkt[k] + 4, GK_FEC_TYPE_PARITY);
         enc->next = (enc->next + 1) % enc->paws;
     }
     *parity = enc->parity_pkt + enc->ds;
@@ -412,7 +397,7 @@ static int process_group(gk_fec_decoder *dec, int idx, gk_fec_recovered *out, in
     if (gk_rs_reconstruct(dec->rs, shards, present, (size_t)maxlen) == 0) {
         for (int m = 0; m < nmiss; m++) {
             const uint8_t *r = dec->recovered[m];
-            unsigned size = get16(r);
+            unsigned size = gk_get16le(r);
             if (size < 2 || size > (unsigned)maxlen) {
                 gk_stats.FECErrs++;
             } else if (nout < max_out) {
@@ -434,13 +419,13 @@ int gk_fec_decode(gk_fec_decoder *dec, const uint8_t *pkt, int len, uint32_t now
         gk_stats.InErrs++;
         return -1;
     }
-    unsigned type = get16(pkt + 4);
+    unsigned type = gk_get16le(pkt + 4);
     if (type != GK_FEC_TYPE_DATA && type != GK_FEC_TYPE_PARITY) {
         gk_stats.InErrs++;
         return -1;
     }
     int is_data = type == GK_FEC_TYPE_DATA;
-    uint32_t seq = get32(pkt);
+    uint32_t seq = gk_get32le(pkt);
     if (!is_data)
         gk_stats.FECParityShards++;
     check_shape(dec, seq, is_data);

@@ -1,4 +1,4 @@
-/* kcp-go's FEC framing (WIRE.md s3) over the Reed-Solomon code in rs.h.
+/* kcp-go's FEC framing (docs/wire.md §3) over the Reed-Solomon code in rs.h.
  * Sans-I/O: packets in, packets out; time is passed in. */
 #ifndef GK_FEC_H
 #define GK_FEC_H
@@ -27,7 +27,7 @@ int gk_fec_encode(gk_fec_encoder *enc, uint8_t *pkt, int len,
  * front of it, so it can be sealed in place: write the crypto header at
  * parity[k] - GK_CRYPT_HEADER and encrypt parity_len + GK_CRYPT_HEADER bytes
  * from there.  Returns -1 (nothing written) for a len out of range. */
-/* Tests: start the seqid counter elsewhere (e.g. just below the wrap). */
+/* For tests only: start the seqid counter elsewhere (e.g. just below the wrap). */
 void gk_fec_encoder_set_next(gk_fec_encoder *enc, uint32_t next);
 
 /* One group never rebuilds more than min(ds, ps) <= 128 data shards: an out
@@ -52,10 +52,11 @@ void gk_fec_decoder_free(gk_fec_decoder *dec);
  * FECShapeErrs. */
 int gk_fec_decode(gk_fec_decoder *dec, const uint8_t *pkt, int len, uint32_t now,
                   gk_fec_recovered *out, int max_out);
-/* The shape the decoder groups by ((0,0) if none yet) through ds/ps; returns
- * 1 if it is confirmed (reconstruction allowed), else 0. */
+/* For tests only (tests/test_fec.py, the fuzz harness): the shape the
+ * decoder groups by ((0,0) if none yet) through ds/ps, returning 1 if it is
+ * confirmed (reconstruction allowed), else 0; and the packets waiting in the
+ * decoder's queue. */
 int gk_fec_decoder_shape(const gk_fec_decoder *dec, int *ds, int *ps);
-/* Packets waiting in the decoder's queue. */
 int gk_fec_decoder_queued(const gk_fec_decoder *dec);
 
 #endif

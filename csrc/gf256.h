@@ -18,7 +18,8 @@ uint8_t gk_gf_exp(uint8_t a, int n);
 
 /* dst ^= c * src over len bytes. */
 void gk_gf_muladd_region(uint8_t *dst, const uint8_t *src, uint8_t c, size_t len);
-/* dst = c * src over len bytes. */
+/* dst = c * src over len bytes.  For tests only (tests/test_gf256.py checks
+ * the region code against the tables through it). */
 void gk_gf_mul_region(uint8_t *dst, const uint8_t *src, uint8_t c, size_t len);
 
 /* Matrix times regions, fused: for each d < ndst,

@@ -1,4 +1,4 @@
-/* KCP ARQ core with kcp-go 5.6.1's behaviour (WIRE.md sections 4, 5, 7, 8).
+/* KCP ARQ core with kcp-go 5.6.1's behaviour (docs/wire.md §4, §5, §7, §8).
  *
  * Layout choices, all for windows of thousands of segments:
  * - The send buffer always covers exactly sn = snd_una .. snd_nxt-1, so it is
@@ -10,6 +10,8 @@
  *   apply_fastacks) instead of one walk of the send buffer per ACK.
  * - The send and receive queues are singly linked lists with a tail pointer. */
 #include "kcp.h"
+#include "bytes.h"
+#include "common.h"
 #include "snmp.h"
 
 #include <stdint.h>
@@ -23,12 +25,11 @@ enum {
     RTO_CEILING = 60000,
     WND_SND_INITIAL = 32,
     WND_RCV_INITIAL = 32,
-    /* the wire's wnd field is 16 bits */
-    WND_CEILING = 65535,
+    WND_CEILING = GK_KCP_WND_MAX,
     MTU_INITIAL = 1400,
-    MTU_LOWEST = 50,
-    MTU_HIGHEST = 1500,
-    OVERHEAD = 24,
+    MTU_LOWEST = GK_KCP_MTU_MIN,
+    MTU_HIGHEST = GK_MTU_LIMIT,
+    OVERHEAD = GK_KCP_OVERHEAD,
     INTERVAL_INITIAL = 100,
     DEAD_LINK_INITIAL = 20,
     SSTHRESH_INITIAL = 2,
@@ -108,30 +109,6 @@ static inline int64_t asr(int64_t v, unsigned n)
 
 static inline uint32_t umin(uint32_t a, uint32_t b) { return a < b ? a : b; }
 static inline uint32_t umax(uint32_t a, uint32_t b) { return a > b ? a : b; }
-
-static inline void put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static inline void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static inline uint16_t get16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | (uint16_t)p[1] << 8);
-}
-
-static inline uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 static gk_seg *seg_new(uint32_t cap)
 {
@@ -530,15 +507,15 @@ int gk_kcp_validate(const uint8_t *data, int size, uint32_t *conv)
 {
     if (!data || size < OVERHEAD)
         return -1;
-    const uint32_t first = get32(data);
+    const uint32_t first = gk_get32le(data);
     const uint8_t *p = data;
     uint32_t left = (uint32_t)size;
     int cmds = 0;
     while (left) {
-        if (left < OVERHEAD || get32(p) != first)
+        if (left < OVERHEAD || gk_get32le(p) != first)
             return -1;
         uint8_t cmd = p[4];
-        uint32_t len = get32(p + 20);
+        uint32_t len = gk_get32le(p + 20);
         if (cmd < GK_KCP_CMD_PUSH || cmd > GK_KCP_CMD_WINS || len > left - OVERHEAD)
             return -1;
         cmds |= 1 << (cmd - GK_KCP_CMD_PUSH);
@@ -743,14 +720,14 @@ int gk_kcp_input(gk_kcp *k, const uint8_t *data, int size, int regular,
      * applied, but the packet is not counted, sampled for RTT, allowed to
      * grow cwnd or flushed. */
     while (left >= OVERHEAD) {
-        if (get32(p) != k->conv) {
+        if (gk_get32le(p) != k->conv) {
             rc = -1;
             break;
         }
         uint8_t cmd = p[4], frg = p[5];
-        uint16_t wnd = get16(p + 6);
-        uint32_t ts = get32(p + 8), sn = get32(p + 12), una = get32(p + 16);
-        uint32_t len = get32(p + 20);
+        uint16_t wnd = gk_get16le(p + 6);
+        uint32_t ts = gk_get32le(p + 8), sn = gk_get32le(p + 12), una = gk_get32le(p + 16);
+        uint32_t len = gk_get32le(p + 20);
         if (len > left - OVERHEAD) {
             rc = -2;
             break;
@@ -853,14 +830,14 @@ static inline uint8_t *put_header(packer *pk, uint8_t cmd, uint8_t frg, uint16_t
                                   uint32_t ts, uint32_t sn, uint32_t una, uint32_t len)
 {
     uint8_t *p = pk->k->buffer + pk->pos;
-    put32(p, pk->k->conv);
+    gk_put32le(p, pk->k->conv);
     p[4] = cmd;
     p[5] = frg;
-    put16(p + 6, wnd);
-    put32(p + 8, ts);
-    put32(p + 12, sn);
-    put32(p + 16, una);
-    put32(p + 20, len);
+    gk_put16le(p + 6, wnd);
+    gk_put32le(p + 8, ts);
+    gk_put32le(p + 12, sn);
+    gk_put32le(p + 16, una);
+    gk_put32le(p + 20, len);
     pk->pos += OVERHEAD;
     gk_stats.OutSegs++;
     return p + OVERHEAD;

@@ -1,5 +1,5 @@
 /* KCP ARQ state machine: the ikcp wire format with kcp-go 5.6.1's behaviour
- * (WIRE.md sections 4, 7, 8).  Sans-I/O: no sockets, no clock.  The caller
+ * (docs/wire.md §4, §7, §8).  Sans-I/O: no sockets, no clock.  The caller
  * passes the current time (ms, u32, wrapping) to every call that needs it and
  * receives finished packets through the output hook. */
 #ifndef GK_KCP_H
@@ -31,14 +31,20 @@ typedef struct gk_kcp_info {
     uint32_t max_seg_xmit;  /* most transmissions of any segment still in flight */
 } gk_kcp_info;
 
-/* Returns NULL on allocation failure.  Defaults as kcp-go NewKCP (WIRE.md s7). */
+/* Returns NULL on allocation failure.  Defaults as kcp-go NewKCP (docs/wire.md §7). */
 gk_kcp *gk_kcp_create(uint32_t conv, gk_kcp_output_fn output, void *user);
 void gk_kcp_release(gk_kcp *kcp);
 
 /* Header room the lower layers need at the front of every packet (crypto 20,
  * FEC 8): mss = mtu - 24 - reserved.  Returns 0, or -1 if mss would be < 1. */
 int gk_kcp_reserve(gk_kcp *kcp, int reserved);
-/* 50 <= mtu <= 1500 and mss >= 1, else -1 and nothing changes. */
+/* Narrowest MTU gk_kcp_setmtu takes (kcp-go's), and the widest window: the
+ * wire's wnd field is 16 bits. */
+#define GK_KCP_MTU_MIN 50
+#define GK_KCP_WND_MAX 65535
+
+/* GK_KCP_MTU_MIN <= mtu <= GK_MTU_LIMIT and mss >= 1, else -1 and nothing
+ * changes. */
 int gk_kcp_setmtu(gk_kcp *kcp, int mtu);
 /* kcp-go NoDelay: a negative argument leaves that setting unchanged;
  * interval clamped to 10..5000. */

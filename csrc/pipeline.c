@@ -1,4 +1,4 @@
-/* One packet through the layers, in kcp-go's order (WIRE.md s1):
+/* One packet through the layers, in kcp-go's order (docs/wire.md §1):
  *   out: KCP flush -> FEC header (+ parity) -> nonce + CRC + encryption -> batch
  *   in:  decryption + CRC -> FEC (data to KCP at once, parity to the decoder)
  *        -> session lookup -> KCP input
@@ -6,14 +6,9 @@
  * engine writes all dirty batches once, at the end of its call. */
 #include <string.h>
 
+#include "bytes.h"
 #include "snmp.h"
 #include "sess_impl.h"
-
-static uint16_t le16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
-static uint32_t le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
 
 static void mark_dirty(gk_udp *u)
 {
@@ -147,9 +142,9 @@ static void kcp_feed(gk_sess *s, const uint8_t *data, int len, int regular, uint
  * it, any other clears the doubt.  Returns 1 if s ended. */
 static int peer_reset(gk_sess *s, const uint8_t *kcp, int len, uint32_t now)
 {
-    if (s->unproven || s->status || len < GK_KCP_OVERHEAD || le32(kcp) != s->conv)
+    if (s->unproven || s->status || len < GK_KCP_OVERHEAD || gk_get32le(kcp) != s->conv)
         return 0;
-    uint32_t una = le32(kcp + 16);
+    uint32_t una = gk_get32le(kcp + 16);
     if (!s->peer_una_known || (int32_t)(una - s->peer_una) >= 0) {
         s->peer_una = una;
         s->peer_una_known = 1;
@@ -287,7 +282,7 @@ void gk_pipe_input(gk_udp *u, uint8_t *pkt, int len, const struct sockaddr_stora
 
     /* kcp-go's test, independent of configuration: KCP's bytes 4..5 are cmd
      * and frg, which never read as 0x00F1/0x00F2. */
-    uint16_t type = le16(pkt + 4);
+    uint16_t type = gk_get16le(pkt + 4);
     int fec_type = (type == GK_FEC_TYPE_DATA || type == GK_FEC_TYPE_PARITY) ? type : 0;
     const uint8_t *kcp = fec_type ? pkt + GK_FEC_HEADER : pkt;
     int kcp_len = fec_type ? len - GK_FEC_HEADER : len;
@@ -298,10 +293,10 @@ void gk_pipe_input(gk_udp *u, uint8_t *pkt, int len, const struct sockaddr_stora
         gk_addr_key key;
         gk_addr_key_make(&key, from);
         s = gk_udp_find(u, &key);
-        if (s && has_header && le32(kcp) != s->conv) {
+        if (s && has_header && gk_get32le(kcp) != s->conv) {
             /* A new conversation from a known address replaces the old one
              * only if it starts at sn 0 (kcp-go); anything else is stale. */
-            if (le32(kcp + 12) != 0 || s->closing) {
+            if (gk_get32le(kcp + 12) != 0 || s->closing) {
                 gk_stats.InErrs++;
                 return;
             }

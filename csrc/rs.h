@@ -21,9 +21,11 @@ typedef struct gk_rs gk_rs;
 gk_rs *gk_rs_new(int ds, int ps);
 /* Drops one reference; NULL is ignored. */
 void gk_rs_free(gk_rs *rs);
+/* For tests only (tests/test_fec.py compares the codec's shape and matrix
+ * with klauspost's): the shape, and the ps x ds parity rows of the encoding
+ * matrix copied into out. */
 int gk_rs_data_shards(const gk_rs *rs);
 int gk_rs_parity_shards(const gk_rs *rs);
-/* Copies the ps x ds parity rows of the encoding matrix into out. */
 void gk_rs_parity_matrix(const gk_rs *rs, uint8_t *out);
 
 /* shards[0..ds) are read, shards[ds..ds+ps) written; all len bytes long. */

@@ -100,7 +100,8 @@ int gk_engine_wake_pending(gk_engine *eng);
 /* 1 if events wait for gk_engine_take_events, or a socket error for
  * gk_udp_take_error (a send may read the socket: see gk_sess_send). */
 int gk_engine_has_events(const gk_engine *eng);
-/* Sessions alive in the engine (open, unaccepted and lingering). */
+/* For tests only (leak checks): sessions alive in the engine (open,
+ * unaccepted and lingering). */
 int gk_engine_sessions(const gk_engine *eng);
 
 /* A UDP socket the caller opened (non-blocking).  listening != 0: sessions
@@ -120,7 +121,8 @@ void gk_udp_stop_listening(gk_udp *udp);
 void gk_udp_set_mmsg(gk_udp *udp, int on);
 /* Reads and processes datagrams until the socket is drained (returns 0) or
  * max_batches batches were read (returns 1: call again after yielding).
- * Returns -errno on a socket error. */
+ * Returns -errno on a socket error.  The tests' C and cffi drivers use it;
+ * gkcp's reader uses gk_udp_read_held. */
 int gk_udp_read(gk_udp *udp, uint32_t now, int max_batches);
 /* gk_udp_read without the final flush: what input makes KCP send (ACKs,
  * data a freed window admits; kcp-go sends it from Input) waits, so that the
@@ -133,9 +135,10 @@ int gk_udp_read_held(gk_udp *udp, uint32_t now, int max_batches);
 void gk_engine_flush(gk_engine *eng, uint32_t now);
 /* The -errno a read made inside gk_sess_send met (0 if none), once. */
 int gk_udp_take_error(gk_udp *udp);
-/* Sessions on this socket (any state, unproven ones included). */
+/* For tests only (bounds and leak checks): the sessions on this socket (any
+ * state, unproven ones included), and the unproven ones of a listening
+ * socket. */
 int gk_udp_sessions(const gk_udp *udp);
-/* Unproven sessions on this (listening) socket. */
 int gk_udp_unproven(const gk_udp *udp);
 
 /* A session to addr (a struct sockaddr of addrlen bytes) over udp.  It
@@ -177,7 +180,8 @@ int gk_sess_send(gk_sess *s, const uint8_t *buf, int len, uint32_t now);
  * GK_EV_READ will follow), or -status once the session has ended and
  * everything received was read. */
 int gk_sess_recv(gk_sess *s, uint8_t *buf, int len, uint32_t now);
-/* Bytes of the next read that are ready now (0 if none). */
+/* Bytes of the next read that are ready now (0 if none).  For the fuzz
+ * harness only (tests/fuzz/fuzz_input.c checks a recv then returns data). */
 int gk_sess_readable(const gk_sess *s);
 /* Segments queued or in flight. */
 int gk_sess_waitsnd(const gk_sess *s);

@@ -53,7 +53,6 @@ class Endpoint:
         key fails without leaving a socket open."""
         self.engine = engine
         self.sock = sock
-        self.options = options
         self.crypt, self._owns_crypt = crypt
         self.on_accept = on_accept
         self.refs = 1

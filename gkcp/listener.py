@@ -26,9 +26,17 @@ __all__ = ["Listener", "listen"]
 
 class Listener(Blocking):
     """Accepts sessions like a listening socket: ``accept()`` returns
-    ``(session, address)``, honours ``settimeout``, and at most ``backlog``
-    sessions wait to be accepted (packets that would start more are dropped
-    and counted in AcceptDrops)."""
+    ``(session, address)`` and honours ``settimeout``.
+
+    A datagram from a new address starts an *unproven* session that
+    acknowledges nothing and asks the peer for its window; only when the
+    peer's answer comes back (one round trip) is the session counted, put in
+    the backlog and handed to ``accept()``.  At most ``backlog`` sessions
+    wait to be accepted: one proven while the backlog is full is freed and
+    counted in AcceptDrops (nothing was acknowledged, so its peer resends and
+    is served once there is room).  Unproven sessions are bounded per socket
+    (the oldest evicted: UnprovenEvicted) and expire after 4 s
+    (UnprovenExpired); see docs/reliability.md, "How the bounds work"."""
 
     def __init__(self, sock: socket.socket, options: Options, crypt: Tuple[Any, bool]) -> None:
         self._engine = get_engine()
@@ -69,10 +77,6 @@ class Listener(Blocking):
     def getsockname(self) -> Tuple[Any, ...]:
         if self._endpoint is None:
             raise closed_error()
-        return self._address
-
-    @property
-    def addr(self) -> Tuple[Any, ...]:
         return self._address
 
     @property

@@ -11,16 +11,20 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Optional, Union
 
+from ._core import lib
+
 __all__ = ["Options", "make_options", "OPTION_NAMES", "MAX_DURATION"]
 
-MTU_LIMIT = 1500
-CRYPT_HEADER = 20
-FEC_HEADER = 8
-KCP_OVERHEAD = 24
-MAX_WINDOW = 65535  # the wnd field is 16 bits wide
+# The C core's limits (csrc/common.h, kcp.h, sess.h), read from it.
+MTU_MIN = lib.GK_KCP_MTU_MIN
+MTU_LIMIT = lib.GK_MTU_LIMIT
+CRYPT_HEADER = lib.GK_CRYPT_HEADER
+FEC_HEADER = lib.GK_FEC_HEADER
+KCP_OVERHEAD = lib.GK_KCP_OVERHEAD
+MAX_WINDOW = lib.GK_KCP_WND_MAX  # the wnd field is 16 bits wide
 # The C core compares millisecond times as signed 32-bit differences, so no
 # duration may reach 2**31 ms; every seconds option is bounded by this.
-MAX_DURATION_MS = 2 ** 31 - 1
+MAX_DURATION_MS = lib.GK_DURATION_MAX_MS
 MAX_DURATION = MAX_DURATION_MS / 1000  #: seconds (about 24.8 days)
 _FLAGS = ("stream", "ack_nodelay", "write_delay", "mmsg", "reuse_port", "announce")
 
@@ -68,7 +72,7 @@ class Options:
         return (CRYPT_HEADER if self.cipher() is not None else 0) + (FEC_HEADER if self.fec_enabled() else 0)
 
     def validate(self) -> "Options":
-        _int_in("mtu", self.mtu, 50, MTU_LIMIT)
+        _int_in("mtu", self.mtu, MTU_MIN, MTU_LIMIT)
         _int_in("sndwnd", self.sndwnd, 1, MAX_WINDOW)
         _int_in("rcvwnd", self.rcvwnd, 1, MAX_WINDOW)
         _int_in("nodelay", self.nodelay, 0, 2)

@@ -66,13 +66,10 @@ def wait_workers(pids: List[int]) -> int:
     failed = 0
     try:
         for pid in pids:
-            while True:
-                try:
-                    _, status = os.waitpid(pid, 0)
-                    break
-                except ChildProcessError:
-                    status = 0
-                    break
+            try:  # retried across signals by Python itself (PEP 475)
+                _, status = os.waitpid(pid, 0)
+            except ChildProcessError:  # reaped already: nothing to report
+                status = 0
             failed += os.waitstatus_to_exitcode(status) != 0
     finally:
         for sig, handler in previous.items():
