@@ -43,7 +43,7 @@ def test_nothing_listening_is_refused_by_the_icmp_error(connect):
 def test_a_gkcp_listener_answers_and_accepts_in_the_same_round_trip():
     with gkcp.listen(("127.0.0.1", 0), **FAST) as listener:
         expired_before = core_stat("UnprovenExpired")
-        client = gkcp.dial(listener.addr, **FAST)
+        client = gkcp.dial(listener.getsockname(), **FAST)
         # the dial answered the listener's own ask: accepted with nothing
         # written, as soon as the listener's reader runs
         listener.settimeout(HANG_GUARD)
@@ -61,12 +61,12 @@ def test_wrong_key_times_out_naming_the_likely_causes():
     with gkcp.listen(("127.0.0.1", 0), crypt="aes", key=b"k" * 32, **FAST) as listener:
         started = time.monotonic()
         with pytest.raises(socket.timeout) as info:
-            gkcp.dial(listener.addr, crypt="aes", key=b"x" * 32, connect_timeout=1.0, **FAST)
+            gkcp.dial(listener.getsockname(), crypt="aes", key=b"x" * 32, connect_timeout=1.0, **FAST)
         elapsed = time.monotonic() - started
         assert 1.0 <= elapsed < 1.0 + HANG_GUARD
         for cause in ("key", "nothing listens"):
             assert cause in str(info.value)
-        assert gkcp.dial(listener.addr, crypt="aes", key=b"k" * 32, **FAST).close() is None
+        assert gkcp.dial(listener.getsockname(), crypt="aes", key=b"k" * 32, **FAST).close() is None
 
 
 def test_create_connection_timeout_bounds_the_connect():

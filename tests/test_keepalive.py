@@ -55,7 +55,7 @@ def test_the_timeout_must_leave_room_for_a_probe():
 
 def test_an_idle_gkcp_pair_is_kept_and_probes_sparingly():
     with gkcp.listen(("127.0.0.1", 0), **KA, **FAST) as listener:
-        client = gkcp.dial(listener.addr, **KA, **FAST)
+        client = gkcp.dial(listener.getsockname(), **KA, **FAST)
         listener.settimeout(5)
         server, _ = listener.accept()
         probes = core_stat("KeepaliveProbes")
@@ -72,7 +72,7 @@ def test_an_idle_gkcp_pair_is_kept_and_probes_sparingly():
 
 def test_keepalive_0_sends_nothing_while_idle():
     with gkcp.listen(("127.0.0.1", 0), keepalive=0, **FAST) as listener:
-        client = gkcp.dial(listener.addr, keepalive=0, **FAST)
+        client = gkcp.dial(listener.getsockname(), keepalive=0, **FAST)
         listener.settimeout(5)
         server, _ = listener.accept()
         gevent.sleep(0.2)
@@ -106,7 +106,7 @@ def test_300_one_packet_fakes_never_become_sessions_and_300_silent_ones_end():
     count = 300
     with gkcp.listen(("127.0.0.1", 0), backlog=2 * count, **KA, **FAST) as listener:
         expired = core_stat("UnprovenExpired")
-        fakes = _fake_peers(count, listener.addr, answer_ask=False)
+        fakes = _fake_peers(count, listener.getsockname(), answer_ask=False)
         started = time.monotonic()
         # never proven: freed after the unproven lifetime (4 s), never accepted
         deadline = started + 4 + HANG_GUARD
@@ -121,7 +121,7 @@ def test_300_one_packet_fakes_never_become_sessions_and_300_silent_ones_end():
 
         timeouts = core_stat("KeepaliveTimeouts")
         estab = core_stat("CurrEstab")
-        fakes = _fake_peers(count, listener.addr, answer_ask=True)
+        fakes = _fake_peers(count, listener.getsockname(), answer_ask=True)
         listener.settimeout(5)
         sessions = [listener.accept()[0] for _ in range(count)]
         started = time.monotonic()
@@ -143,7 +143,7 @@ def test_300_one_packet_fakes_never_become_sessions_and_300_silent_ones_end():
 
 def test_a_gkcp_server_that_closed_the_session_is_a_reset():
     with gkcp.listen(("127.0.0.1", 0), **KA, **FAST) as listener:
-        client = gkcp.dial(listener.addr, **KA, **FAST)
+        client = gkcp.dial(listener.getsockname(), **KA, **FAST)
         client.sendall(b"x" * 5000)
         listener.settimeout(5)
         server, _ = listener.accept()
@@ -213,7 +213,7 @@ def test_kcp_go_server_killed_while_gkcp_blocks_in_recv(go_peer_bin):
 
 def test_kcp_go_client_killed_while_the_gkcp_server_blocks_in_recv(go_peer_bin):
     with gkcp.listen(("127.0.0.1", 0), **KA, **FAST) as listener:
-        with GoPeer("dial", addr=listener.addr, role="recv", nbytes=1000, binary=go_peer_bin,
+        with GoPeer("dial", addr=listener.getsockname(), role="recv", nbytes=1000, binary=go_peer_bin,
                     timeout=60, interval=10) as cli:
             listener.settimeout(10)
             server, _ = listener.accept()
@@ -229,7 +229,7 @@ def test_kcp_go_client_killed_while_the_gkcp_server_blocks_in_recv(go_peer_bin):
 def _idle_kcp_go_client_is_kept(go_peer_bin, silence, keepalive):
     n = 100_000
     with gkcp.listen(("127.0.0.1", 0), **keepalive, **FAST) as listener:
-        with GoPeer("dial", addr=listener.addr, role="recv", nbytes=n, binary=go_peer_bin,
+        with GoPeer("dial", addr=listener.getsockname(), role="recv", nbytes=n, binary=go_peer_bin,
                     timeout=silence + 60, interval=10, seed=4) as cli:
             listener.settimeout(10)
             server, _ = listener.accept()
