@@ -88,19 +88,12 @@ void gk_chacha20_8blocks(const uint32_t key[8], uint64_t counter, uint8_t out[51
     store_blocks(x, s, out);
 }
 
-void gk_salsa20_xor(const uint32_t key[8], const uint8_t nonce[8], uint8_t *data, size_t len)
+void gk_salsa20_8blocks(const uint32_t key[8], const uint8_t nonce[8], uint64_t counter, uint8_t out[512])
 {
-    uint32_t in[16] = {
+    const uint32_t in[16] = {
         0x61707865, key[0], key[1], key[2], key[3], 0x3320646e,
         gk_get32le(nonce), gk_get32le(nonce + 4), 0, 0,
         0x79622d32, key[4], key[5], key[6], key[7], 0x6b206574,
     };
-    uint8_t ks[512];
-    for (uint64_t counter = 0; len > 0; counter += 8) {
-        size_t n = len < sizeof ks ? len : sizeof ks;
-        salsa20_8blocks(in, counter, ks);
-        gk_crypt_xor(data, ks, n);
-        data += n;
-        len -= n;
-    }
+    salsa20_8blocks(in, counter, out);
 }

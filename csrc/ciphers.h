@@ -14,9 +14,6 @@
  * CipherOperation so both kinds sit behind one call site. */
 typedef int (*gk_ecb_fn)(const void *state, const uint8_t *in, uint8_t *out, size_t len);
 
-/* dst ^= src over n bytes (long runs: pads, keystreams, CFB decryption). */
-void gk_crypt_xor(uint8_t *dst, const uint8_t *src, size_t n);
-
 /* Multi-versioned hot loops: AVX2 where the CPU has it, SSE2 otherwise.
  * gcc only: clang 14 (Debian bookworm) names the clones so that other files
  * cannot link to them. */
@@ -57,8 +54,10 @@ struct gk_twofish { uint32_t k[40]; uint32_t s[4][256]; };
 int gk_twofish_setkey(struct gk_twofish *t, const uint8_t *key, size_t keylen);
 int gk_twofish_ecb(const void *state, const uint8_t *in, uint8_t *out, size_t len);
 
-/* Salsa20/20 keystream XOR from block counter 0 (key 32 bytes, nonce 8). */
-void gk_salsa20_xor(const uint32_t key[8], const uint8_t nonce[8], uint8_t *data, size_t len);
+/* Eight Salsa20/20 keystream blocks (key 32 bytes, nonce 8) for block
+ * counters counter .. counter+7.  The ciphers only make keystreams and
+ * blocks; crypt.c applies them (the XOR lives there). */
+void gk_salsa20_8blocks(const uint32_t key[8], const uint8_t nonce[8], uint64_t counter, uint8_t out[512]);
 
 /* Eight ChaCha20 blocks (RFC 8439 s2.3) for block counters counter ..
  * counter+7, the 64-bit counter in words 12-13, words 14-15 zero. */

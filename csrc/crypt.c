@@ -221,7 +221,8 @@ static inline void ecb(const gk_crypt *c, const uint8_t *in, uint8_t *out, size_
  * one AVX2 register in the clone); memcpy keeps unaligned access defined
  * and compiles to plain vector loads. */
 typedef uint8_t v32u8 __attribute__((vector_size(32)));
-GK_CLONES void gk_crypt_xor(uint8_t *dst, const uint8_t *src, size_t n)
+/* dst ^= src over n bytes (long runs: pads, keystreams, CFB decryption). */
+GK_CLONES static void xor_run(uint8_t *dst, const uint8_t *src, size_t n)
 {
     size_t i = 0;
     for (; i + 32 <= n; i += 32) {
@@ -324,12 +325,27 @@ static void cfb_decrypt(const gk_crypt *c, uint8_t *p, size_t len)
         size_t produce = more ? blocks : blocks - 1;
         if (produce)
             ecb(c, p, ks + bs, produce * bs);
-        gk_crypt_xor(p, ks, span);
+        xor_run(p, ks, span);
         if (!more)
             return;
         memcpy(ks, ks + span, bs);
         p += span;
         len -= span;
+    }
+}
+
+/* ---- Salsa20 ------------------------------------------------------------- */
+
+/* The keystream from block 0, XORed over data. */
+static void salsa20_xor(const uint32_t key[8], const uint8_t nonce[8], uint8_t *data, size_t len)
+{
+    uint8_t ks[512];
+    for (uint64_t counter = 0; len > 0; counter += 8) {
+        size_t n = len < sizeof ks ? len : sizeof ks;
+        gk_salsa20_8blocks(key, nonce, counter, ks);
+        xor_run(data, ks, n);
+        data += n;
+        len -= n;
     }
 }
 
@@ -341,11 +357,11 @@ static void cipher_forward(const gk_crypt *c, uint8_t *pkt, size_t len)
     case GK_NONE:
         break;
     case GK_XOR:
-        gk_crypt_xor(pkt, c->u.pad, len < GK_MTU_LIMIT ? len : GK_MTU_LIMIT);
+        xor_run(pkt, c->u.pad, len < GK_MTU_LIMIT ? len : GK_MTU_LIMIT);
         break;
     case GK_SALSA20:
         if (len > 8)
-            gk_salsa20_xor(c->u.salsa_key, pkt, pkt + 8, len - 8);
+            salsa20_xor(c->u.salsa_key, pkt, pkt + 8, len - 8);
         break;
     case GK_CFB_PYC:
     case GK_CFB_OWN:
