@@ -1,7 +1,9 @@
 /* One packet through the layers, in kcp-go's order (docs/wire.md §1):
  *   out: KCP flush -> FEC header (+ parity) -> nonce + CRC + encryption -> batch
- *   in:  decryption + CRC -> FEC (data to KCP at once, parity to the decoder)
- *        -> session lookup -> KCP input
+ *   in:  decryption + CRC (gk_pipe_open) -> [sess.c finds or admits the
+ *        session] -> FEC (data to KCP at once, parity to the decoder) -> KCP
+ *        input -> the session's events (gk_pipe_deliver)
+ * The pipeline never looks sessions up: sess.c routes each datagram.
  * Datagrams are queued in the socket's send batch; whoever called into the
  * engine writes all dirty batches once, at the end of its call. */
 #include <string.h>
@@ -164,7 +166,7 @@ static int peer_reset(gk_sess *s, const uint8_t *kcp, int len, uint32_t now)
     return 1;
 }
 
-static void deliver(gk_sess *s, const uint8_t *pkt, int len, int fec_type, uint32_t now)
+void gk_pipe_deliver(gk_sess *s, const uint8_t *pkt, int len, int fec_type, uint32_t now)
 {
     if (fec_type != GK_FEC_TYPE_PARITY &&
         peer_reset(s, fec_type ? pkt + GK_FEC_HEADER : pkt, fec_type ? len - GK_FEC_HEADER : len, now))
@@ -200,118 +202,37 @@ static void deliver(gk_sess *s, const uint8_t *pkt, int len, int fec_type, uint3
     gk_sess_check_ready(s);
 }
 
-/* A datagram from an address without a proven session (s unproven, or NULL
- * for an unknown address on a listening socket).  Returns the session to
- * deliver it to normally if it proved s, else NULL (handled here).  Only a
- * well-formed KCP datagram can create a session, and each datagram of an
- * unproven session is answered by exactly one window ask of 24 bytes plus
- * headers, so spoofed sources cannot make the listener send more than they
- * sent (besides the two re-asks of each session). */
-static gk_sess *admit(gk_udp *u, gk_sess *s, const uint8_t *pkt, int len, int fec_type,
-                      const struct sockaddr_storage *from, socklen_t fromlen, uint32_t now)
+int gk_pipe_open(gk_udp *u, uint8_t **pkt, int *len, uint32_t now)
 {
-    if (fec_type == GK_FEC_TYPE_PARITY) {
-        if (!s)
-            gk_stats.InErrs++;
-        return NULL; /* an unproven session keeps no FEC decoder */
-    }
-    int off = fec_type ? GK_FEC_HEADER : 0;
-    uint32_t conv;
-    int cmds = gk_kcp_validate(pkt + off, len - off, &conv);
-    if (cmds < 0) {
-        gk_stats.KCPInErrors++;
-        return NULL;
-    }
-    if (!s) {
-        s = gk_udp_accept_new(u, from, fromlen, conv, now);
-        if (!s)
-            return NULL;
-    } else if (cmds & GK_KCP_HAS_WINS) {
-        /* the answer to a window ask sent since this session began */
-        return gk_sess_prove(s) == 0 ? s : NULL;
-    }
-    /* The peer's first flight is kept so that nothing needs resending once
-     * it answers, but only a few datagrams of it: memory per unproven
-     * session stays small whatever the source sends. */
-    if (s->fed < UNPROVEN_FEED_MAX) {
-        s->fed++;
-        deliver(s, pkt, len, fec_type, now);
-    }
-    gk_kcp_ask_window_now(s->kcp);
-    return NULL;
-}
-
-void gk_pipe_input(gk_udp *u, uint8_t *pkt, int len, const struct sockaddr_storage *from,
-                   socklen_t fromlen, uint32_t now)
-{
-    if (len < 0)
-        return; /* truncated: counted by io.c */
-    gk_sess *dialed = u->listening ? NULL : u->dialed;
-    if (dialed) {
-        /* only the dialed address, checked before any decryption work */
-        gk_addr_key key;
-        gk_addr_key_make(&key, from);
-        if (memcmp(&key, &dialed->key, sizeof(key)) != 0) {
-            gk_stats.InWrongPeer++;
-            return;
-        }
-    }
+    uint8_t *p = *pkt;
+    int n = *len;
     if (u->crypt) {
-        int rc = gk_crypt_decrypt(u->crypt, pkt, (size_t)len);
+        int rc = gk_crypt_decrypt(u->crypt, p, (size_t)n);
         if (rc == -2) {
             gk_stats.InCsumErrors++;
-            return;
+            return -1;
         }
         if (rc != 0) {
             gk_stats.InErrs++;
-            return;
+            return -1;
         }
         /* only authentic datagrams are recorded, so forgeries cannot push
          * real nonces out of the window */
-        if (u->replay && gk_replay_check(u->replay, pkt, now)) {
+        if (u->replay && gk_replay_check(u->replay, p, now)) {
             gk_stats.InReplays++;
-            return;
+            return -1;
         }
-        pkt += GK_CRYPT_HEADER;
-        len -= GK_CRYPT_HEADER;
+        p += GK_CRYPT_HEADER;
+        n -= GK_CRYPT_HEADER;
     }
-    if (len < GK_KCP_OVERHEAD) {
+    if (n < GK_KCP_OVERHEAD) {
         gk_stats.InErrs++;
-        return;
+        return -1;
     }
-
+    *pkt = p;
+    *len = n;
     /* kcp-go's test, independent of configuration: KCP's bytes 4..5 are cmd
      * and frg, which never read as 0x00F1/0x00F2. */
-    uint16_t type = gk_get16le(pkt + 4);
-    int fec_type = (type == GK_FEC_TYPE_DATA || type == GK_FEC_TYPE_PARITY) ? type : 0;
-    const uint8_t *kcp = fec_type ? pkt + GK_FEC_HEADER : pkt;
-    int kcp_len = fec_type ? len - GK_FEC_HEADER : len;
-    int has_header = fec_type != GK_FEC_TYPE_PARITY && kcp_len >= GK_KCP_OVERHEAD;
-
-    gk_sess *s = dialed;
-    if (!s) {
-        gk_addr_key key;
-        gk_addr_key_make(&key, from);
-        s = gk_udp_find(u, &key);
-        if (s && has_header && gk_get32le(kcp) != s->conv) {
-            /* A new conversation from a known address replaces the old one
-             * only if it starts at sn 0 (kcp-go); anything else is stale. */
-            if (gk_get32le(kcp + 12) != 0 || s->closing) {
-                gk_stats.InErrs++;
-                return;
-            }
-            if (s->unproven)
-                gk_sess_discard(s);
-            else
-                gk_sess_end(s, GK_ST_REPLACED);
-            s = NULL;
-        }
-        if (!s && (!has_header || !u->listening)) {
-            gk_stats.InErrs++;
-            return;
-        }
-        if ((!s || s->unproven) && !(s = admit(u, s, pkt, len, fec_type, from, fromlen, now)))
-            return;
-    }
-    deliver(s, pkt, len, fec_type, now);
+    uint16_t type = gk_get16le(p + 4);
+    return (type == GK_FEC_TYPE_DATA || type == GK_FEC_TYPE_PARITY) ? type : 0;
 }

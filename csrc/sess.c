@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bytes.h"
 #include "snmp.h"
 #include "sess_impl.h"
 
@@ -87,7 +88,7 @@ void gk_sess_wake(gk_sess *s, uint32_t now)
 
 /* ---- address table --------------------------------------------------------- */
 
-void gk_addr_key_make(gk_addr_key *key, const struct sockaddr_storage *sa)
+static void addr_key_make(gk_addr_key *key, const struct sockaddr_storage *sa)
 {
     memset(key, 0, sizeof(*key));
     key->family = sa->ss_family;
@@ -117,7 +118,7 @@ static uint32_t key_hash(const gk_engine *eng, const gk_addr_key *key)
     return (uint32_t)(h ^ (h >> 32));
 }
 
-gk_sess *gk_udp_find(gk_udp *u, const gk_addr_key *key)
+static gk_sess *udp_find(gk_udp *u, const gk_addr_key *key)
 {
     if (!u->buckets)
         return NULL;
@@ -386,7 +387,7 @@ static gk_sess *sess_new(gk_udp *u, const void *addr, socklen_t addrlen, uint32_
     gk_kcp_hold_input_flush(s->kcp, 1);
     memcpy(&s->peer, addr, addrlen);
     s->peerlen = addrlen;
-    gk_addr_key_make(&s->key, &s->peer);
+    addr_key_make(&s->key, &s->peer);
     s->id = u->eng->next_id++;
     s->last_rx = s->last_probe = now;
     if (gk_sched_put(u->eng, s, now) < 0) {
@@ -404,7 +405,9 @@ static gk_sess *sess_new(gk_udp *u, const void *addr, socklen_t addrlen, uint32_
     return s;
 }
 
-gk_sess *gk_udp_accept_new(gk_udp *u, const struct sockaddr_storage *from, socklen_t fromlen,
+/* A new unproven session for a listening socket (evicting the oldest
+ * unproven one when GK_UNPROVEN_MAX are waiting). */
+static gk_sess *accept_new(gk_udp *u, const struct sockaddr_storage *from, socklen_t fromlen,
                            uint32_t conv, uint32_t now)
 {
     if (u->nunproven >= GK_UNPROVEN_MAX) {
@@ -430,7 +433,9 @@ gk_sess *gk_udp_accept_new(gk_udp *u, const struct sockaddr_storage *from, sockl
     return s;
 }
 
-int gk_sess_prove(gk_sess *s)
+/* The peer of unproven s answered: s joins the backlog and GK_EV_ACCEPT is
+ * posted.  Returns -1 if the backlog is full: s is freed (AcceptDrops). */
+static int prove(gk_sess *s)
 {
     gk_udp *u = s->udp;
     if (u->unaccepted >= u->backlog) {
@@ -446,8 +451,6 @@ int gk_sess_prove(gk_sess *s)
     gk_sess_post(s, GK_EV_ACCEPT);
     return 0;
 }
-
-void gk_sess_discard(gk_sess *s) { sess_free(s); }
 
 /* An unproven session's timer: ask again, then give up. */
 static void unproven_tick(gk_sess *s, uint32_t now)
@@ -852,6 +855,99 @@ void gk_udp_set_mmsg(gk_udp *u, int on) { u->mmsg = on; }
 int gk_udp_sessions(const gk_udp *u) { return u->nsess; }
 int gk_udp_unproven(const gk_udp *u) { return u->nunproven; }
 
+/* ---- routing: which session a datagram is for -------------------------- */
+
+/* A datagram from an address without a proven session (s unproven, or NULL
+ * for an unknown address on a listening socket).  Returns the session to
+ * deliver it to normally if it proved s, else NULL (handled here).  Only a
+ * well-formed KCP datagram can create a session, and each datagram of an
+ * unproven session is answered by exactly one window ask of 24 bytes plus
+ * headers, so spoofed sources cannot make the listener send more than they
+ * sent (besides the two re-asks of each session). */
+static gk_sess *admit(gk_udp *u, gk_sess *s, const uint8_t *pkt, int len, int fec_type,
+                      const struct sockaddr_storage *from, socklen_t fromlen, uint32_t now)
+{
+    if (fec_type == GK_FEC_TYPE_PARITY) {
+        if (!s)
+            gk_stats.InErrs++;
+        return NULL; /* an unproven session keeps no FEC decoder */
+    }
+    int off = fec_type ? GK_FEC_HEADER : 0;
+    uint32_t conv;
+    int cmds = gk_kcp_validate(pkt + off, len - off, &conv);
+    if (cmds < 0) {
+        gk_stats.KCPInErrors++;
+        return NULL;
+    }
+    if (!s) {
+        s = accept_new(u, from, fromlen, conv, now);
+        if (!s)
+            return NULL;
+    } else if (cmds & GK_KCP_HAS_WINS) {
+        /* the answer to a window ask sent since this session began */
+        return prove(s) == 0 ? s : NULL;
+    }
+    /* The peer's first flight is kept so that nothing needs resending once
+     * it answers, but only a few datagrams of it: memory per unproven
+     * session stays small whatever the source sends. */
+    if (s->fed < UNPROVEN_FEED_MAX) {
+        s->fed++;
+        gk_pipe_deliver(s, pkt, len, fec_type, now);
+    }
+    gk_kcp_ask_window_now(s->kcp);
+    return NULL;
+}
+
+void gk_udp_input(gk_udp *u, uint8_t *pkt, int len, const struct sockaddr_storage *from,
+                  socklen_t fromlen, uint32_t now)
+{
+    if (len < 0)
+        return; /* truncated: counted by io.c */
+    gk_sess *dialed = u->listening ? NULL : u->dialed;
+    if (dialed) {
+        /* only the dialed address, checked before any decryption work */
+        gk_addr_key key;
+        addr_key_make(&key, from);
+        if (memcmp(&key, &dialed->key, sizeof(key)) != 0) {
+            gk_stats.InWrongPeer++;
+            return;
+        }
+    }
+    int fec_type = gk_pipe_open(u, &pkt, &len, now);
+    if (fec_type < 0)
+        return;
+    const uint8_t *kcp = fec_type ? pkt + GK_FEC_HEADER : pkt;
+    int kcp_len = fec_type ? len - GK_FEC_HEADER : len;
+    int has_header = fec_type != GK_FEC_TYPE_PARITY && kcp_len >= GK_KCP_OVERHEAD;
+
+    gk_sess *s = dialed;
+    if (!s) {
+        gk_addr_key key;
+        addr_key_make(&key, from);
+        s = udp_find(u, &key);
+        if (s && has_header && gk_get32le(kcp) != s->conv) {
+            /* A new conversation from a known address replaces the old one
+             * only if it starts at sn 0 (kcp-go); anything else is stale. */
+            if (gk_get32le(kcp + 12) != 0 || s->closing) {
+                gk_stats.InErrs++;
+                return;
+            }
+            if (s->unproven)
+                sess_free(s);
+            else
+                gk_sess_end(s, GK_ST_REPLACED);
+            s = NULL;
+        }
+        if (!s && (!has_header || !u->listening)) {
+            gk_stats.InErrs++;
+            return;
+        }
+        if ((!s || s->unproven) && !(s = admit(u, s, pkt, len, fec_type, from, fromlen, now)))
+            return;
+    }
+    gk_pipe_deliver(s, pkt, len, fec_type, now);
+}
+
 /* Reads and feeds up to max_batches batches; what input makes KCP send
  * (ACKs, data a freed window admits) stays queued in the send batches. */
 static int read_batches(gk_udp *u, uint32_t now, int max_batches)
@@ -863,8 +959,8 @@ static int read_batches(gk_udp *u, uint32_t now, int max_batches)
         if (n < 0)
             return n;
         for (int i = 0; i < n; i++)
-            gk_pipe_input(u, gk_batch_slot(&u->rx, i), u->rx.lens[i], &u->rx.addrs[i],
-                          u->rx.addrlens[i], now);
+            gk_udp_input(u, gk_batch_slot(&u->rx, i), u->rx.lens[i], &u->rx.addrs[i],
+                         u->rx.addrlens[i], now);
         if (n < u->rx.cap) {
             more = 0;
             break;

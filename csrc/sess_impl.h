@@ -1,6 +1,11 @@
-/* Internal layout of sessions, sockets and the engine, shared by sess.c
- * (lifecycle, demultiplexing, API), pipeline.c (packets through the layers)
- * and sched.c (the timer heap).  Not exposed through cffi. */
+/* Internal layout of sessions, sockets and the engine, shared by sess.c,
+ * pipeline.c and sched.c.  Not exposed through cffi.  A datagram goes one
+ * way: io.c reads a batch -> sess.c routes each datagram (dialed address,
+ * session table, replacement, unproven sessions, proof, accept backlog) ->
+ * pipeline.c takes it through crypt -> FEC -> KCP -> the session's events.
+ * Out: KCP's output -> pipeline.c (FEC, crypt header) -> the socket's send
+ * batch, which pipeline.c seals and writes through io.c.  sess.c also holds
+ * the sessions' lifecycle and the API; sched.c the timer heap. */
 #ifndef GK_SESS_IMPL_H
 #define GK_SESS_IMPL_H
 #include <stdint.h>
@@ -132,31 +137,29 @@ int gk_sched_put(gk_engine *eng, gk_sess *s, uint32_t due);
 void gk_sched_remove(gk_engine *eng, gk_sess *s);
 gk_sess *gk_sched_peek(const gk_engine *eng);
 
-/* pipeline.c */
+/* pipeline.c: packets through the layers; it never looks sessions up */
 void gk_pipe_output(uint8_t *buf, int len, void *user);
-void gk_pipe_input(gk_udp *u, uint8_t *pkt, int len, const struct sockaddr_storage *from,
-                   socklen_t fromlen, uint32_t now);
+/* Decrypts (crypt sockets) and checks one datagram in place: returns its FEC
+ * type (0: plain KCP, GK_FEC_TYPE_DATA, GK_FEC_TYPE_PARITY) with *pkt and
+ * *len past the crypt header, or -1 if it was dropped (counted). */
+int gk_pipe_open(gk_udp *u, uint8_t **pkt, int *len, uint32_t now);
+/* An opened datagram for s (as routed by sess.c) through FEC into KCP, then
+ * s's events. */
+void gk_pipe_deliver(gk_sess *s, const uint8_t *pkt, int len, int fec_type, uint32_t now);
 void gk_pipe_flush_dirty(gk_engine *eng);
 void gk_pipe_hold(gk_sess *s);
 void gk_pipe_unhold(gk_sess *s);
 void gk_pipe_flush_held(gk_engine *eng, uint32_t now);
 void gk_pipe_send_batch(gk_udp *u);
 
-/* sess.c, used by the pipeline */
-gk_sess *gk_udp_find(gk_udp *u, const gk_addr_key *key);
-/* A new unproven session for a listening socket (evicting the oldest
- * unproven one when GK_UNPROVEN_MAX are waiting). */
-gk_sess *gk_udp_accept_new(gk_udp *u, const struct sockaddr_storage *from, socklen_t fromlen,
-                           uint32_t conv, uint32_t now);
-/* The peer of unproven s answered: s joins the backlog and GK_EV_ACCEPT is
- * posted.  Returns -1 if the backlog is full: s is freed (AcceptDrops). */
-int gk_sess_prove(gk_sess *s);
-/* Frees an unproven session (no event: Python never saw it). */
-void gk_sess_discard(gk_sess *s);
+/* sess.c: one datagram read from u, routed to its session (see above) and
+ * handed to the pipeline */
+void gk_udp_input(gk_udp *u, uint8_t *pkt, int len, const struct sockaddr_storage *from,
+                  socklen_t fromlen, uint32_t now);
+/* sess.c, the session's events and state, used by the pipeline */
 void gk_sess_end(gk_sess *s, int status);
 void gk_sess_post(gk_sess *s, uint32_t flags);
 void gk_sess_check_ready(gk_sess *s);
 void gk_sess_wake(gk_sess *s, uint32_t now);
-void gk_addr_key_make(gk_addr_key *key, const struct sockaddr_storage *sa);
 
 #endif

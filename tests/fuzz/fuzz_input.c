@@ -11,7 +11,7 @@
  *               dial announces itself if b / (NCIPHERS * 3) is odd),
  *               flags byte (mtu, windows, nodelay, stream, ack_nodelay,
  *               write_delay, idle timeout), then ops until the input ends:
- *               op & 3 == 0/1  datagram to gk_pipe_input: bit 2 dialer
+ *               op & 3 == 0/1  datagram to gk_udp_input: bit 2 dialer
  *                   socket, bits 3-5 source address, bit 6 unsealed (by
  *                   default the harness seals it with the socket's cipher,
  *                   so the fuzzer reaches past the CRC), then a length
@@ -340,7 +340,7 @@ static void fuzz_pipe(reader *r)
                 CHECK(again);
                 memcpy(again, ps.last, ps.last_len);
                 uint64_t replays = gk_stats.InReplays;
-                gk_pipe_input(lu, again, (int)ps.last_len, &addrs[ps.last_src], addrlens[ps.last_src], ps.now);
+                gk_udp_input(lu, again, (int)ps.last_len, &addrs[ps.last_src], addrlens[ps.last_src], ps.now);
                 gk_pipe_flush_dirty(ps.eng);
                 free(again);
                 /* remembered for at least one window of the filter */
@@ -366,7 +366,7 @@ static void fuzz_pipe(reader *r)
                 ps.last_heard = u == lu;
                 ps.last_at = ps.now;
             }
-            gk_pipe_input(u, pkt, (int)(got + room), &addrs[src], addrlens[src], ps.now);
+            gk_udp_input(u, pkt, (int)(got + room), &addrs[src], addrlens[src], ps.now);
             gk_pipe_flush_dirty(ps.eng);
             free(pkt);
             /* as the Python driver does after reading */
