@@ -16,15 +16,15 @@ from ._core import lib
 __all__ = ["Options", "make_options", "OPTION_NAMES", "MAX_DURATION"]
 
 # The C core's limits (csrc/common.h, kcp.h, sess.h), read from it.
-MTU_MIN = lib.GK_KCP_MTU_MIN
-MTU_LIMIT = lib.GK_MTU_LIMIT
-CRYPT_HEADER = lib.GK_CRYPT_HEADER
-FEC_HEADER = lib.GK_FEC_HEADER
-KCP_OVERHEAD = lib.GK_KCP_OVERHEAD
-MAX_WINDOW = lib.GK_KCP_WND_MAX  # the wnd field is 16 bits wide
+MTU_MIN: int = lib.GK_KCP_MTU_MIN
+MTU_LIMIT: int = lib.GK_MTU_LIMIT
+CRYPT_HEADER: int = lib.GK_CRYPT_HEADER
+FEC_HEADER: int = lib.GK_FEC_HEADER
+KCP_OVERHEAD: int = lib.GK_KCP_OVERHEAD
+MAX_WINDOW: int = lib.GK_KCP_WND_MAX  # the wnd field is 16 bits wide
 # The C core compares millisecond times as signed 32-bit differences, so no
 # duration may reach 2**31 ms; every seconds option is bounded by this.
-MAX_DURATION_MS = lib.GK_DURATION_MAX_MS
+MAX_DURATION_MS: int = lib.GK_DURATION_MAX_MS
 MAX_DURATION = MAX_DURATION_MS / 1000  #: seconds (about 24.8 days)
 _FLAGS = ("stream", "ack_nodelay", "write_delay", "mmsg", "reuse_port", "announce")
 

@@ -91,7 +91,7 @@ class KCPServer(BaseServer):
 
     def set_handle(self, handle: Optional[Handler]) -> None:
         super().set_handle(handle)
-        self._handle = _logging_errors(self._handle, self)
+        self._handle = _logging_errors(self.handle, self)  # what BaseServer.set_handle chose
 
     # -- listener ------------------------------------------------------------
 

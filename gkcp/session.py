@@ -38,6 +38,7 @@ _MAX_IO = 1 << 20
 # bound once: a cffi lib attribute costs as much as a small C call
 _sess_recv = lib.gk_sess_recv
 _sess_send = lib.gk_sess_send
+_EV_DEAD = lib.GK_EV_DEAD
 
 
 class _EndLogging(Wakeups):
@@ -53,7 +54,7 @@ class _EndLogging(Wakeups):
 
     def notify(self, flags: int) -> None:
         Wakeups.notify(self, flags)
-        if flags & lib.GK_EV_DEAD:
+        if flags & _EV_DEAD:
             c = self._csess
             session_ended(lib.gk_sess_status(c), lib.gk_sess_conv(c), _peer_of(c))
 
