@@ -279,7 +279,12 @@ def test_relay_blackout(go_peer_bin):
                         break
                     time.sleep(0.005)
                 relay.blackout(True)
+                # at least 0.5 s, and until the sender's retransmissions were
+                # dropped too (a loaded machine may delay the relay or the peers)
+                end = time.monotonic() + 10
                 time.sleep(0.5)
+                while relay.dropped < 10 and time.monotonic() < end:
+                    time.sleep(0.05)
                 relay.blackout(False)
                 cli.wait()
             srv.wait()
