@@ -3,9 +3,11 @@
  *   in:  decryption + CRC (gk_pipe_open) -> [sess.c finds or admits the
  *        session] -> FEC (data to KCP at once, parity to the decoder) -> KCP
  *        input -> the session's events (gk_pipe_deliver)
- * The pipeline never looks sessions up: sess.c routes each datagram.
- * Datagrams are queued in the socket's send batch; whoever called into the
- * engine writes all dirty batches once, at the end of its call. */
+ * The pipeline never looks sessions up (sess.c routes each datagram) and
+ * makes no system call: datagrams are queued in the socket's send batch,
+ * which it hands out through the socket's write_batch when full; whoever
+ * called into the engine writes all dirty batches once, at the end of its
+ * call (sess.c, through io.c). */
 #include <string.h>
 
 #include "bytes.h"
@@ -21,31 +23,16 @@ static void mark_dirty(gk_udp *u)
     }
 }
 
-/* Encrypts the queued datagrams not yet sealed, then writes the batch. */
-void gk_pipe_send_batch(gk_udp *u)
+void gk_pipe_seal(gk_udp *u)
 {
     gk_batch *b = &u->tx;
-    if (u->crypt && u->sealed < b->n) {
-        int n = b->n - u->sealed;
-        for (int i = 0; i < n; i++) {
-            u->seal_pkts[i] = gk_batch_slot(b, u->sealed + i);
-            u->seal_lens[i] = (size_t)b->lens[u->sealed + i];
-        }
-        gk_crypt_encrypt_many(u->crypt, &u->nonce, u->seal_pkts, u->seal_lens, (size_t)n);
+    if (!u->crypt)
+        return;
+    for (int i = 0; i < b->n; i++) {
+        u->seal_pkts[i] = gk_batch_slot(b, i);
+        u->seal_lens[i] = (size_t)b->lens[i];
     }
-    u->sealed = 0;
-    gk_io_send(u->fd, b, u->mmsg);
-}
-
-void gk_pipe_flush_dirty(gk_engine *eng)
-{
-    while (eng->dirty) {
-        gk_udp *u = eng->dirty;
-        eng->dirty = u->dirty_next;
-        u->dirty = 0;
-        u->dirty_next = NULL;
-        gk_pipe_send_batch(u);
-    }
+    gk_crypt_encrypt_many(u->crypt, &u->nonce, u->seal_pkts, u->seal_lens, (size_t)b->n);
 }
 
 /* Sessions whose input freed send window: their flush (kcp-go makes it
@@ -84,12 +71,12 @@ void gk_pipe_flush_held(gk_engine *eng, uint32_t now)
     }
 }
 
-/* A send slot addressed to s's peer, writing the batch out first if full. */
+/* A send slot addressed to s's peer; a full batch is handed out first. */
 static uint8_t *tx_slot(gk_sess *s, int len)
 {
     gk_udp *u = s->udp;
     if (u->tx.n == u->tx.cap)
-        gk_pipe_send_batch(u);
+        u->write_batch(u);
     int i = u->tx.n++;
     memcpy(&u->tx.addrs[i], &s->peer, s->peerlen);
     u->tx.addrlens[i] = s->peerlen;

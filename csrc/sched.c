@@ -50,7 +50,7 @@ static void sift_down(gk_engine *eng, int i)
 int gk_sched_put(gk_engine *eng, gk_sess *s, uint32_t due)
 {
     /* The updater sleeps until `planned`; anything due before that must
-     * wake it (Python asks gk_engine_wake_pending after its calls). */
+     * wake it (Python asks gk_engine_pending after its calls). */
     if ((int32_t)(due - eng->planned) < 0)
         eng->wake = 1;
     if (s->heap_index >= 0) {

@@ -486,7 +486,7 @@ gk_sess *gk_udp_dial(gk_udp *u, const void *addr, int addrlen, uint32_t conv, in
     if (announce) {
         gk_kcp_tell_window(s->kcp);
         gk_kcp_flush(s->kcp, 0, now);
-        gk_pipe_flush_dirty(u->eng);
+        gk_udp_write_dirty(u->eng);
     }
     return s;
 }
@@ -521,7 +521,7 @@ void gk_sess_ask(gk_sess *s, uint32_t now)
         return;
     s->last_probe = now;
     gk_kcp_ask_window_live(s->kcp);
-    gk_pipe_flush_dirty(s->udp->eng);
+    gk_udp_write_dirty(s->udp->eng);
 }
 void gk_sess_get_info(const gk_sess *s, gk_kcp_info *info) { gk_kcp_get_info(s->kcp, info); }
 int gk_sess_waitsnd(const gk_sess *s) { return gk_kcp_waitsnd(s->kcp); }
@@ -589,7 +589,7 @@ int gk_sess_send(gk_sess *s, const uint8_t *buf, int len, uint32_t now)
     if (drained)
         gk_engine_flush(s->udp->eng, now);
     else
-        gk_pipe_flush_dirty(s->udp->eng);
+        gk_udp_write_dirty(s->udp->eng);
     return take;
 }
 
@@ -656,7 +656,7 @@ int gk_sess_recv(gk_sess *s, uint8_t *buf, int len, uint32_t now)
      * window probe, which comes only after seconds. */
     if (was_full && !s->status) {
         gk_kcp_flush(s->kcp, 0, now);
-        gk_pipe_flush_dirty(s->udp->eng);
+        gk_udp_write_dirty(s->udp->eng);
     }
     return total;
 }
@@ -666,7 +666,7 @@ int gk_sess_close(gk_sess *s, uint32_t now, uint32_t linger_ms)
     gk_engine *eng = s->udp->eng;
     if (!s->status)
         gk_kcp_flush(s->kcp, 0, now);
-    gk_pipe_flush_dirty(eng);
+    gk_udp_write_dirty(eng);
     if (s->status || linger_ms == 0 || gk_kcp_waitsnd(s->kcp) == 0) {
         sess_free(s);
         return 1;
@@ -738,7 +738,7 @@ uint32_t gk_engine_update(gk_engine *eng, uint32_t now)
             due = s->linger_until;
         gk_sched_put(eng, s, due);
     }
-    gk_pipe_flush_dirty(eng);
+    gk_udp_write_dirty(eng);
     s = gk_sched_peek(eng);
     int32_t wait = s ? (int32_t)(s->due - now) : GK_IDLE_MS;
     if (wait < 0)
@@ -748,7 +748,6 @@ uint32_t gk_engine_update(gk_engine *eng, uint32_t now)
     return (uint32_t)wait;
 }
 
-int gk_engine_has_events(const gk_engine *eng) { return eng->nevents > 0 || eng->read_errors > 0; }
 
 int gk_udp_take_error(gk_udp *u)
 {
@@ -760,11 +759,31 @@ int gk_udp_take_error(gk_udp *u)
     return rc;
 }
 
-int gk_engine_wake_pending(gk_engine *eng)
+int gk_engine_pending(gk_engine *eng)
 {
-    int wake = eng->wake;
+    int pending = eng->wake ? GK_PENDING_WAKE : 0;
     eng->wake = 0;
-    return wake;
+    if (eng->nevents > 0 || eng->read_errors > 0)
+        pending |= GK_PENDING_EVENTS;
+    return pending;
+}
+
+/* A socket's writer: the pipeline seals the batch, io.c writes and empties it. */
+static void write_batch(gk_udp *u)
+{
+    gk_pipe_seal(u);
+    gk_io_send(u->fd, &u->tx, u->mmsg);
+}
+
+void gk_udp_write_dirty(gk_engine *eng)
+{
+    while (eng->dirty) {
+        gk_udp *u = eng->dirty;
+        eng->dirty = u->dirty_next;
+        u->dirty = 0;
+        u->dirty_next = NULL;
+        write_batch(u);
+    }
 }
 
 gk_udp *gk_udp_new(gk_engine *eng, int fd, int listening, const gk_config *cfg,
@@ -777,6 +796,7 @@ gk_udp *gk_udp_new(gk_engine *eng, int fd, int listening, const gk_config *cfg,
     u->fd = fd;
     u->listening = listening;
     u->mmsg = 1;
+    u->write_batch = write_batch;
     u->backlog = backlog;
     u->cfg = clamped(cfg);
     u->crypt = crypt;
@@ -985,5 +1005,5 @@ int gk_udp_read_held(gk_udp *u, uint32_t now, int max_batches)
 void gk_engine_flush(gk_engine *eng, uint32_t now)
 {
     gk_pipe_flush_held(eng, now);
-    gk_pipe_flush_dirty(eng);
+    gk_udp_write_dirty(eng);
 }

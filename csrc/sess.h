@@ -94,12 +94,15 @@ int gk_engine_take_events(gk_engine *eng, gk_event *out, int max);
  * (GK_IDLE_MS when none is scheduled). */
 uint32_t gk_engine_update(gk_engine *eng, uint32_t now);
 #define GK_IDLE_MS 1000
-/* 1 (once) if a session became due before the time the last update
- * returned: the caller should run gk_engine_update sooner. */
-int gk_engine_wake_pending(gk_engine *eng);
-/* 1 if events wait for gk_engine_take_events, or a socket error for
+/* What the caller should do after its calls into the engine, in one call
+ * (the Python driver asks after every batch and every send):
+ * GK_PENDING_WAKE (reported once): a session became due before the time the
+ * last update returned, so run gk_engine_update sooner; GK_PENDING_EVENTS:
+ * events wait for gk_engine_take_events, or a socket error for
  * gk_udp_take_error (a send may read the socket: see gk_sess_send). */
-int gk_engine_has_events(const gk_engine *eng);
+#define GK_PENDING_WAKE   1
+#define GK_PENDING_EVENTS 2
+int gk_engine_pending(gk_engine *eng);
 /* For tests only (leak checks): sessions alive in the engine (open,
  * unaccepted and lingering). */
 int gk_engine_sessions(const gk_engine *eng);

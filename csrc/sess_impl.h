@@ -4,7 +4,9 @@
  * session table, replacement, unproven sessions, proof, accept backlog) ->
  * pipeline.c takes it through crypt -> FEC -> KCP -> the session's events.
  * Out: KCP's output -> pipeline.c (FEC, crypt header) -> the socket's send
- * batch, which pipeline.c seals and writes through io.c.  sess.c also holds
+ * batch -> sess.c, which has pipeline.c seal it and writes it through io.c
+ * (at the end of each call into the engine, or when pipeline.c hands out a
+ * full batch through write_batch: the pipeline knows no writer).  sess.c also holds
  * the sessions' lifecycle and the API; sched.c the timer heap. */
 #ifndef GK_SESS_IMPL_H
 #define GK_SESS_IMPL_H
@@ -91,7 +93,7 @@ struct gk_udp {
     gk_config cfg;
     const gk_crypt *crypt;
     gk_batch rx, tx;
-    int sealed;                /* tx slots already encrypted */
+    void (*write_batch)(gk_udp *u); /* sess.c's writer, for a full send batch */
     uint8_t **seal_pkts;       /* scratch for gk_crypt_encrypt_many */
     size_t *seal_lens;
     /* Nonces come from one generator per socket: random nonces need only be
@@ -146,16 +148,19 @@ int gk_pipe_open(gk_udp *u, uint8_t **pkt, int *len, uint32_t now);
 /* An opened datagram for s (as routed by sess.c) through FEC into KCP, then
  * s's events. */
 void gk_pipe_deliver(gk_sess *s, const uint8_t *pkt, int len, int fec_type, uint32_t now);
-void gk_pipe_flush_dirty(gk_engine *eng);
+/* Encrypts (crypt sockets) every datagram in u's send batch, which is then
+ * ready for the socket. */
+void gk_pipe_seal(gk_udp *u);
 void gk_pipe_hold(gk_sess *s);
 void gk_pipe_unhold(gk_sess *s);
 void gk_pipe_flush_held(gk_engine *eng, uint32_t now);
-void gk_pipe_send_batch(gk_udp *u);
 
 /* sess.c: one datagram read from u, routed to its session (see above) and
  * handed to the pipeline */
 void gk_udp_input(gk_udp *u, uint8_t *pkt, int len, const struct sockaddr_storage *from,
                   socklen_t fromlen, uint32_t now);
+/* sess.c: writes the send batch of every socket that has one queued */
+void gk_udp_write_dirty(gk_engine *eng);
 /* sess.c, the session's events and state, used by the pipeline */
 void gk_sess_end(gk_sess *s, int status);
 void gk_sess_post(gk_sess *s, uint32_t flags);

@@ -341,7 +341,7 @@ static void fuzz_pipe(reader *r)
                 memcpy(again, ps.last, ps.last_len);
                 uint64_t replays = gk_stats.InReplays;
                 gk_udp_input(lu, again, (int)ps.last_len, &addrs[ps.last_src], addrlens[ps.last_src], ps.now);
-                gk_pipe_flush_dirty(ps.eng);
+                gk_udp_write_dirty(ps.eng);
                 free(again);
                 /* remembered for at least one window of the filter */
                 if (ps.last_heard && ps.now - ps.last_at < GK_REPLAY_WINDOW_MS)
@@ -367,10 +367,10 @@ static void fuzz_pipe(reader *r)
                 ps.last_at = ps.now;
             }
             gk_udp_input(u, pkt, (int)(got + room), &addrs[src], addrlens[src], ps.now);
-            gk_pipe_flush_dirty(ps.eng);
+            gk_udp_write_dirty(ps.eng);
             free(pkt);
             /* as the Python driver does after reading */
-            if (gk_engine_wake_pending(ps.eng))
+            if (gk_engine_pending(ps.eng) & GK_PENDING_WAKE)
                 gk_engine_update(ps.eng, ps.now);
             break;
         }
