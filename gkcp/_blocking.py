@@ -1,6 +1,7 @@
 """Timeouts and cooperative waits with the socket module's semantics, shared
 by Session and Listener: one set of checks for settimeout, one wait loop for
-every blocking call (recv, send, sendall, accept)."""
+every blocking call (recv, send, sendall, accept), and the flag those calls
+wait on (Signal) with the queue that resumes them (WakeQueue)."""
 from __future__ import annotations
 
 import errno
@@ -8,11 +9,11 @@ import math
 import operator
 import socket
 import time
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, List, Optional, TypeVar
 
-from gevent.event import Event
+from gevent.hub import Waiter
 
-__all__ = ["Blocking", "closed_error", "parse_timeout"]
+__all__ = ["Blocking", "Signal", "WakeQueue", "closed_error", "parse_timeout"]
 
 T = TypeVar("T")
 
@@ -54,6 +55,95 @@ def closed_error() -> OSError:
     return OSError(errno.EBADF, "Bad file descriptor (session closed)")
 
 
+class WakeQueue:
+    """Greenlets to resume, in the order their Signals were set.
+
+    gevent's Event resumes a waiter through a hub callback per Event and its
+    link list; this queue resumes each with one switch.  The engine's reader
+    holds the queue while it hands out a batch's events and drains it
+    before it returns to the loop, so a greenlet blocked in recv() runs
+    inside the same hub iteration that read its data, and its reply leaves
+    before the input's ACKs are flushed (they ride in it).  Set from any
+    other greenlet, the queue drains from one hub callback."""
+
+    __slots__ = ("hub", "_waiters", "_held", "_scheduled")
+
+    def __init__(self, hub: Any) -> None:
+        self.hub = hub
+        self._waiters: List[Waiter] = []
+        self._held = False
+        self._scheduled = False
+
+    def add(self, waiters: List[Waiter]) -> None:
+        self._waiters.extend(waiters)
+        if not self._held and not self._scheduled:
+            self._scheduled = True
+            self.hub.loop.run_callback(self._drain_scheduled)
+
+    def hold(self) -> None:
+        """The caller (in the hub) drains the queue itself, soon."""
+        self._held = True
+
+    def drain(self) -> None:
+        """In the hub: resume every queued greenlet in turn; each runs until
+        it blocks again (a Waiter whose wait already ended ignores it)."""
+        self._held = False
+        waiters = self._waiters
+        while waiters:
+            ready = waiters[:]
+            del waiters[:]
+            for waiter in ready:
+                waiter.switch(True)
+
+    def _drain_scheduled(self) -> None:
+        self._scheduled = False
+        self.drain()
+
+
+class Signal:
+    """A flag blocked greenlets wait on, with gevent.event.Event's set,
+    clear, is_set and wait; set() hands the waiters to a WakeQueue."""
+
+    __slots__ = ("_flag", "_waiters", "_queue")
+
+    def __init__(self, queue: WakeQueue) -> None:
+        self._flag = False
+        self._waiters: List[Waiter] = []
+        self._queue = queue
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def set(self) -> None:
+        self._flag = True
+        if self._waiters:
+            self._queue.add(self._waiters)
+            self._waiters = []
+
+    def clear(self) -> None:
+        self._flag = False
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """True once set (at once if it is), False if timeout seconds passed first."""
+        if self._flag:
+            return True
+        hub = self._queue.hub
+        waiter = Waiter(hub)
+        self._waiters.append(waiter)
+        timer = None
+        if timeout is not None:
+            timer = hub.loop.timer(max(timeout, 0.0))
+            timer.start(waiter.switch, False)
+        try:
+            woken = waiter.get()
+        finally:
+            if timer is not None:
+                timer.close()
+            if waiter in self._waiters:  # timed out, or the greenlet was killed
+                self._waiters.remove(waiter)
+        return bool(woken) or self._flag
+
+
 def _no_deadline() -> Optional[float]:
     return None
 
@@ -83,7 +173,7 @@ class Blocking:
     def getblocking(self) -> bool:
         return self._timeout != 0.0
 
-    def _block_until(self, attempt: Callable[[], Optional[T]], event: Event,
+    def _block_until(self, attempt: Callable[[], Optional[T]], event: Any,
                      deadline: Callable[[], Optional[float]] = _no_deadline) -> T:
         """attempt()'s first result other than None.  Raises BlockingIOError
         in non-blocking mode and socket.timeout once the timeout or the

@@ -6,7 +6,6 @@ from __future__ import annotations
 import socket
 from typing import Any, Callable, Optional, Tuple
 
-import gevent
 from gevent import socket as gsocket
 from gevent.monkey import get_original
 
@@ -21,6 +20,7 @@ __all__ = ["Endpoint", "c_config", "check_udp_socket", "make_crypt", "open_udp_s
 _SOCKET_TYPES = (get_original("socket", "socket"), gsocket.socket)
 
 _BATCHES_PER_WAKEUP = 8
+_read_held = lib.gk_udp_read_held  # bound once: a cffi lib attribute costs as much as a small C call
 
 
 def c_config(options: Options) -> Any:
@@ -39,7 +39,7 @@ def c_config(options: Options) -> Any:
 
 
 class Endpoint:
-    """One UDP socket, its C state and its reader greenlet.
+    """One UDP socket, its C state and its reader (a hub watcher callback).
 
     Reference counted: the Listener (or dialing Session) holds one reference and
     every session on the socket one more, including closed sessions that are
@@ -68,7 +68,7 @@ class Endpoint:
             lib.gk_udp_set_mmsg(self._c, 0)
         self._io = engine.hub.loop.io(sock.fileno(), 1)
         engine.add_endpoint(self)
-        self._reader = gevent.spawn(self._read_loop)
+        self._io.start(self._on_readable)
 
     @property
     def c(self) -> Any:
@@ -93,21 +93,18 @@ class Endpoint:
         if self._c is not None:
             lib.gk_udp_stop_listening(self._c)
 
-    def _read_loop(self) -> None:
-        engine = self.engine
-        hub = engine.hub
-        read = lib.gk_udp_read_held
-        while self._c is not None:
-            hub.wait(self._io)
-            while self._c is not None:
-                rc = read(self._c, now_ms(), _BATCHES_PER_WAKEUP)
-                engine.flush_after_wakeups(engine.dispatch())
-                engine.wake_if_needed()
-                if rc < 0:
-                    self._read_failed(rc)
-                if rc <= 0:
-                    break
-                gevent.sleep(0)  # a busy socket must not starve other greenlets
+    def _on_readable(self) -> None:
+        """The reader: the watcher's callback, in the hub.  It reads at most
+        _BATCHES_PER_WAKEUP batches, so a busy socket cannot starve the
+        rest of the loop; the level-triggered watcher calls again while
+        datagrams are left."""
+        c = self._c
+        if c is None:
+            return
+        rc = _read_held(c, now_ms(), _BATCHES_PER_WAKEUP)
+        self.engine.deliver()
+        if rc < 0:
+            self._read_failed(rc)
 
     def _read_failed(self, rc: int) -> None:
         # e.g. ECONNREFUSED: an ICMP port unreachable on a connected
@@ -135,13 +132,10 @@ class Endpoint:
         if self._owns_crypt:
             self.crypt.close()
         # Closing the watcher first means libev stops watching the descriptor
-        # before it is closed (and its number reused).  A reader blocked on
-        # the watcher would never be woken by it again: end that greenlet
-        # (it holds this endpoint) with GreenletExit; one that runs later
-        # finds _c gone and returns.
+        # before it is closed (and its number reused); the reader may be
+        # running (a greenlet it resumed closed the last session), and finds
+        # _c gone when it resumes.
         self._io.close()
-        if self._reader is not gevent.getcurrent():
-            self._reader.kill(block=False)
         self.sock.close()
 
 

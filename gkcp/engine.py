@@ -3,26 +3,29 @@
 Per gevent hub there is one :class:`Engine`: one C engine (every session of
 the hub, in one timer heap) and one *updater* greenlet that flushes whichever
 sessions are due, then sleeps until the next deadline.  Per UDP socket there is
-one Endpoint (gkcp._endpoint) with one *reader* greenlet that lets C drain the
-socket and then has the engine hand the batch's events (readable, writable,
-new session, ended) to Python: the engine wakes a session's :class:`Wakeups`,
-offers new sessions to their socket's ``on_accept`` and releases sockets whose
-last lingering session is gone.  It knows no session, listener or option type.
-Python therefore runs once per batch and once per application call, never once
-per packet.
+one Endpoint (gkcp._endpoint) whose *reader*, a callback of the hub's watcher
+on the socket, lets C drain the socket and then has the engine :meth:`deliver
+<Engine.deliver>` the batch's events (readable, writable, new session,
+ended) to Python: the engine sets a session's :class:`Wakeups`, offers new
+sessions to their socket's ``on_accept`` and releases sockets whose last
+lingering session is gone; then it resumes the greenlets those events woke,
+one switch each, before the hub goes back to its loop.  It knows no session,
+listener or option type.  Python therefore runs once per batch and once per
+application call, never once per packet.
 """
 from __future__ import annotations
 
 import os
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 import gevent
 from gevent.event import Event
 from gevent.hub import get_hub
 from gevent.monkey import get_original
 
+from ._blocking import Signal, WakeQueue
 from ._core import ffi, lib
 
 if TYPE_CHECKING:
@@ -42,12 +45,14 @@ _EVENTS_PER_CALL = 256
 # and dispatch runs on every wake-up of the reader.
 _EV_READABLE = lib.GK_EV_READ | lib.GK_EV_DEAD
 _EV_WRITABLE = lib.GK_EV_WRITE | lib.GK_EV_DEAD
+_EV_DEAD = lib.GK_EV_DEAD
 _EV_ACCEPT = lib.GK_EV_ACCEPT
 _EV_FREED = lib.GK_EV_FREED
 _take_events = lib.gk_engine_take_events
 _engine_flush = lib.gk_engine_flush
-_wake_pending = lib.gk_engine_wake_pending
-_has_events = lib.gk_engine_has_events
+_pending = lib.gk_engine_pending
+_PENDING_WAKE = lib.GK_PENDING_WAKE
+_PENDING_EVENTS = lib.GK_PENDING_EVENTS
 
 
 def now_ms(_monotonic: Any = time.monotonic) -> int:
@@ -60,20 +65,15 @@ def _key(ptr: Any) -> int:
 
 
 class Wakeups:
-    """The events a session's blocked greenlets wait on, set by the engine
+    """The signals a session's blocked greenlets wait on, set by the engine
     from the C events (the session holds it; the engine only weakly)."""
 
-    __slots__ = ("readable", "writable", "__weakref__")
+    __slots__ = ("readable", "writable", "on_dead", "__weakref__")
 
-    def __init__(self) -> None:
-        self.readable = Event()
-        self.writable = Event()
-
-    def notify(self, flags: int) -> None:
-        if flags & _EV_READABLE:
-            self.readable.set()
-        if flags & _EV_WRITABLE:
-            self.writable.set()
+    def __init__(self, queue: WakeQueue, on_dead: Optional[Callable[[], None]] = None) -> None:
+        self.readable = Signal(queue)
+        self.writable = Signal(queue)
+        self.on_dead = on_dead  # called once when the core ended the session (GK_EV_DEAD)
 
 
 class Engine:
@@ -91,6 +91,7 @@ class Engine:
         self._lingering: Dict[int, "Endpoint"] = {}  # id -> endpoint a closed session still uses
         self._endpoints: Dict[int, "Endpoint"] = {}  # udp pointer -> Endpoint
         self._wake = Event()
+        self.wake_queue = WakeQueue(hub)  # resumes the greenlets the sessions' Signals woke
         self._updater: Optional[gevent.Greenlet] = None
         self._flush_scheduled = False
         self.scratch = ffi.new("uint8_t[]", 1 << 16)
@@ -137,9 +138,10 @@ class Engine:
     def wake_if_needed(self) -> None:
         """After a C call that may have made a session due sooner, or read
         a socket (a send after a long busy spell: gk_sess_send)."""
-        if _wake_pending(self._c):
+        pending = _pending(self._c)
+        if pending & _PENDING_WAKE:
             self._wake.set()
-        if _has_events(self._c):
+        if pending & _PENDING_EVENTS:
             for endpoint in list(self._endpoints.values()):
                 endpoint.take_read_error()
             self.flush_after_wakeups(self.dispatch())
@@ -160,13 +162,28 @@ class Engine:
             self.dispatch()
             self._wake.wait(wait / 1000.0)
 
-    # -- output --------------------------------------------------------------------
+    # -- input and output ------------------------------------------------------------
+
+    def deliver(self) -> None:
+        """In the hub, after gk_udp_read_held read a batch: hand out its
+        events, resume the greenlets they woke (each runs until it blocks
+        again, so a reply it sends carries the batch's ACKs), then flush
+        what the input still holds (the ACKs nobody's reply carried)."""
+        queue = self.wake_queue
+        queue.hold()
+        try:
+            self.dispatch()
+        finally:
+            queue.drain()
+        _engine_flush(self._c, now_ms())
+        self.wake_if_needed()
 
     def flush_after_wakeups(self, woke: bool) -> None:
-        """After gk_udp_read_held: flush what input left waiting (ACKs
-        mostly) at once if nobody was woken, else from a hub callback that
-        runs after the woken greenlets (gevent runs callbacks in order), so
-        that their replies carry those ACKs."""
+        """After C input outside the reader (a send that read the socket,
+        gk_sess_send): flush what it left waiting (ACKs mostly) at once if
+        nobody was woken, else from a hub callback that runs after the
+        woken greenlets (gevent runs callbacks in order), so that their
+        replies carry those ACKs."""
         if not woke:
             _engine_flush(self._c, now_ms())
         elif not self._flush_scheduled:
@@ -204,7 +221,12 @@ class Engine:
                         continue
                 wakeups = sessions.get(ev.id)
                 if wakeups is not None:
-                    wakeups.notify(flags)
+                    if flags & _EV_READABLE:
+                        wakeups.readable.set()
+                    if flags & _EV_WRITABLE:
+                        wakeups.writable.set()
+                    if flags & _EV_DEAD and wakeups.on_dead is not None:
+                        wakeups.on_dead()
                     woke = True
             if n < _EVENTS_PER_CALL:
                 return woke

@@ -10,10 +10,9 @@ import collections
 import socket
 from typing import Any, Deque, Optional, Tuple
 
-from gevent.event import Event
 
 from ._addr import resolve
-from ._blocking import Blocking, closed_error
+from ._blocking import Blocking, Signal, closed_error
 from ._core import lib
 from ._endpoint import Endpoint, check_udp_socket, make_crypt, open_udp_socket
 from ._log import counter_watch
@@ -43,7 +42,7 @@ class Listener(Blocking):
         self._options = options
         # sessions not yet accepted, with their C session (valid while the session is open)
         self._pending: Deque[Tuple[Session, Any]] = collections.deque()
-        self._ready = Event()
+        self._ready = Signal(self._engine.wake_queue)
         self._timeout: Optional[float] = socket.getdefaulttimeout()
         self._endpoint: Optional[Endpoint] = Endpoint(self._engine, sock, True, options, crypt,
                                                       on_accept=self._on_accept)

@@ -9,7 +9,7 @@ the handler returns.
 
 ``BaseServer`` waits for new connections by watching the listening socket's
 descriptor.  A UDP descriptor being readable does not mean a session is
-waiting to be accepted (it is read by gkcp's reader greenlet, which may be
+waiting to be accepted (it is read by gkcp's reader, which may be
 handling packets of established sessions), so these servers replace that
 watcher with an *accept greenlet* blocked in ``Listener.accept()``; the
 pool, spawn, ``max_accept``, error back-off and stop semantics stay

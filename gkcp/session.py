@@ -9,6 +9,7 @@ data arrived or the send window opened.  Timeouts follow the socket module
 from __future__ import annotations
 
 import errno
+import functools
 import io
 import math
 import operator
@@ -18,10 +19,8 @@ import socket
 import time
 from typing import Any, Dict, Optional, Tuple
 
-from gevent.event import Event
-
 from ._addr import from_sockaddr, parse_address, resolve, to_sockaddr
-from ._blocking import Blocking, closed_error, parse_timeout
+from ._blocking import Blocking, Signal, closed_error, parse_timeout
 from ._core import ffi, lib
 from ._endpoint import Endpoint, c_config, check_udp_socket, make_crypt, open_udp_socket
 from ._log import session_ended
@@ -38,25 +37,13 @@ _MAX_IO = 1 << 20
 # bound once: a cffi lib attribute costs as much as a small C call
 _sess_recv = lib.gk_sess_recv
 _sess_send = lib.gk_sess_send
-_EV_DEAD = lib.GK_EV_DEAD
 
 
-class _EndLogging(Wakeups):
-    """A session's Wakeups that also log why the core ended the session: the
-    core posts GK_EV_DEAD once, when it ends the session itself (never after
-    the application closed it, when the engine no longer holds this)."""
-
-    __slots__ = ("_csess",)
-
-    def __init__(self, csess: Any) -> None:
-        super().__init__()
-        self._csess = csess
-
-    def notify(self, flags: int) -> None:
-        Wakeups.notify(self, flags)
-        if flags & _EV_DEAD:
-            c = self._csess
-            session_ended(lib.gk_sess_status(c), lib.gk_sess_conv(c), _peer_of(c))
+def _log_end(csess: Any) -> None:
+    """Why the core ended a session (its Wakeups' on_dead: the core posts
+    GK_EV_DEAD once, when it ends the session itself, never after the
+    application closed it, when the engine no longer holds the Wakeups)."""
+    session_ended(lib.gk_sess_status(csess), lib.gk_sess_conv(csess), _peer_of(csess))
 
 
 class Session(Blocking):
@@ -84,9 +71,9 @@ class Session(Blocking):
         self.id: int = lib.gk_sess_id(csess)
         self.conv: int = lib.gk_sess_conv(csess)
         self.family = endpoint.sock.family
-        wakeups = _EndLogging(csess)
-        self._readable: Event = wakeups.readable
-        self._writable: Event = wakeups.writable
+        wakeups = Wakeups(engine.wake_queue, functools.partial(_log_end, csess))
+        self._readable: Signal = wakeups.readable
+        self._writable: Signal = wakeups.writable
         self._timeout: Optional[float] = socket.getdefaulttimeout()
         self._read_deadline: Optional[float] = None
         self._write_deadline: Optional[float] = None
@@ -135,9 +122,12 @@ class Session(Blocking):
         """Up to bufsize bytes (at most 1 MiB per call); in message mode at
         most one message (its next part if bufsize is smaller).  Returns b''
         once the session ended by idle timeout or was shut down for reading."""
-        if int_argument("bufsize", bufsize) < 0:
+        if bufsize.__class__ is not int:
+            int_argument("bufsize", bufsize)
+        if bufsize < 0:
             raise ValueError("negative buffersize in recv")
-        _no_flags(flags)
+        if flags.__class__ is not int or flags:
+            _no_flags(flags)
         size = min(bufsize, _MAX_IO)
         buf = self._engine.scratch_buffer(size)
         n = self._recv(buf, size)
@@ -164,9 +154,13 @@ class Session(Blocking):
 
     def _recv(self, buf: Any, size: int) -> Any:
         """How many bytes were read into buf, or b'' at the end of the session."""
-        self._live()
+        c = self._live()
         if size == 0:
             return b""
+        if not self._shut_rd:  # data waiting: the common case, without the wait loop's set-up
+            n = _sess_recv(c, buf, size, now_ms())
+            if n > 0:
+                return n
 
         def attempt() -> Any:
             c = self._live()
@@ -208,9 +202,18 @@ class Session(Blocking):
         """Queue all of data; the timeout bounds the whole call, as in the
         socket module."""
         view = _bytes_view(data)
-        _no_flags(flags)
-        self._writer_live()
-        total, sent = len(view), 0
+        if flags.__class__ is not int or flags:
+            _no_flags(flags)
+        c = self._writer_live()
+        total = len(view)
+        # the window has room: the common case, without the wait loop's set-up
+        sent = _sess_send(c, view, min(total, _MAX_IO), now_ms()) if total else 0
+        if sent < 0:
+            self._ended(sent, reading=False)
+        if sent:
+            self._engine.wake_if_needed()
+            if sent == total:
+                return
 
         def attempt() -> Optional[bool]:
             nonlocal sent
