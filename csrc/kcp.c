@@ -460,7 +460,9 @@ int gk_kcp_telling_window(const gk_kcp *k) { return (k->probe & ASK_TELL) != 0; 
 
 int gk_kcp_busy(const gk_kcp *k)
 {
-    return k->snd_queue.count || k->snd_nxt != k->snd_una || k->nacks || k->probe;
+    /* A zero remote window is work too: only flush's window probe can learn
+     * that it opened if the peer's window update was lost. */
+    return k->snd_queue.count || k->snd_nxt != k->snd_una || k->nacks || k->probe || k->rmt_wnd == 0;
 }
 
 void gk_kcp_get_info(const gk_kcp *k, gk_kcp_info *info)

@@ -112,7 +112,8 @@ uint32_t gk_kcp_send_window(const gk_kcp *kcp);   /* min(snd_wnd, remote window)
 uint32_t gk_kcp_mss(const gk_kcp *kcp);
 uint32_t gk_kcp_interval(const gk_kcp *kcp);
 int gk_kcp_rcv_full(const gk_kcp *kcp);           /* receive queue holds rcv_wnd segments */
-int gk_kcp_busy(const gk_kcp *kcp);               /* anything queued, in flight, to ACK or to probe */
+int gk_kcp_busy(const gk_kcp *kcp);               /* anything queued, in flight, to ACK or to probe
+                                                    (a zero remote window included) */
 int gk_kcp_dead(const gk_kcp *kcp);               /* a segment reached dead_link transmissions */
 /* Make the next flush send a window-tell (WINS) segment. */
 void gk_kcp_tell_window(gk_kcp *kcp);

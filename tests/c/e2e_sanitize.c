@@ -294,6 +294,18 @@ static int run(const scenario *sc, uint64_t bytes)
         now = now_ms();
         if ((int32_t)(now - deadline) >= 0) {
             fprintf(stderr, "timed out\n");
+            for (int k = 0; k < 2; k++) {
+                const end *e = k ? &client : &server;
+                gk_kcp_info info;
+                if (!e->sess)
+                    continue;
+                gk_sess_get_info(e->sess, &info);
+                fprintf(stderr, "%s: snd_una %u snd_nxt %u rcv_nxt %u rmt_wnd %u cwnd %u snd_que %u "
+                        "snd_buf %u rcv_que %u rcv_buf %u xmit %u max_seg_xmit %u status %d\n",
+                        e->name, info.snd_una, info.snd_nxt, info.rcv_nxt, info.rmt_wnd, info.cwnd,
+                        info.nsnd_que, info.nsnd_buf, info.nrcv_que, info.nrcv_buf, info.xmit,
+                        info.max_seg_xmit, gk_sess_status(e->sess));
+            }
             bad = 1;
             break;
         }
