@@ -92,9 +92,15 @@ int gk_io_recv(int fd, gk_batch *b, int mmsg)
 {
     if (!mmsg)
         return recv_plain(fd, b);
-    for (int i = 0; i < b->cap; i++) {
-        b->addrlens[i] = 0;
-        prepare(b, i, GK_MTU_LIMIT);
+    /* The kernel writes only msg_len, msg_namelen and msg_flags of the
+     * headers it fills: set every header up once, then after each call
+     * reset just the fields of those it used. */
+    if (!b->primed) {
+        for (int i = 0; i < b->cap; i++) {
+            b->addrlens[i] = 0;
+            prepare(b, i, GK_MTU_LIMIT);
+        }
+        b->primed = 1;
     }
     int got;
     do {
@@ -112,6 +118,8 @@ int gk_io_recv(int fd, gk_batch *b, int mmsg)
         struct mmsghdr *m = (struct mmsghdr *)b->msgs + i;
         b->addrlens[i] = m->msg_hdr.msg_namelen;
         account_in(b, i, (unsigned)m->msg_hdr.msg_flags, m->msg_len);
+        m->msg_hdr.msg_namelen = sizeof(struct sockaddr_storage);
+        m->msg_hdr.msg_flags = 0;
     }
     b->n = got;
     return got;
@@ -147,6 +155,7 @@ void gk_io_send(int fd, gk_batch *b, int mmsg)
         b->n = 0;
         return;
     }
+    b->primed = 0; /* these headers are set up for sending now */
     for (int i = 0; i < b->n; i++)
         prepare(b, i, (size_t)b->lens[i]);
     int done = 0;

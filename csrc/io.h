@@ -21,6 +21,7 @@ typedef struct gk_batch {
     socklen_t *addrlens;
     void *msgs;                    /* struct mmsghdr[cap], kept opaque here */
     void *iovs;                    /* struct iovec[cap] */
+    int primed;                    /* receive batch: every header set up for recvmmsg */
 } gk_batch;
 
 int gk_batch_init(gk_batch *b, int cap);

@@ -174,16 +174,21 @@ class Blocking:
         return self._timeout != 0.0
 
     def _block_until(self, attempt: Callable[[], Optional[T]], event: Any,
-                     deadline: Callable[[], Optional[float]] = _no_deadline) -> T:
+                     deadline: Callable[[], Optional[float]] = _no_deadline, tried: bool = False) -> T:
         """attempt()'s first result other than None.  Raises BlockingIOError
         in non-blocking mode and socket.timeout once the timeout or the
-        deadline (a time.time() value, read again after each wake-up) passes."""
+        deadline (a time.time() value, read again after each wake-up) passes.
+        tried: the caller has just made the first attempt itself (and found
+        nothing), so the loop starts by waiting."""
         timeout = self._timeout
         end = None
         while True:
-            result = attempt()
-            if result is not None:
-                return result
+            if tried:
+                tried = False
+            else:
+                result = attempt()
+                if result is not None:
+                    return result
             # Only other greenlets set the event and none ran since attempt()
             # found nothing, so clearing it now cannot lose a wake-up.
             event.clear()

@@ -101,8 +101,9 @@ class Endpoint:
         c = self._c
         if c is None:
             return
-        rc = _read_held(c, now_ms(), _BATCHES_PER_WAKEUP)
-        self.engine.deliver()
+        now = now_ms()
+        rc = _read_held(c, now, _BATCHES_PER_WAKEUP)
+        self.engine.deliver(now)
         if rc < 0:
             self._read_failed(rc)
 

@@ -21,7 +21,6 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 import gevent
-from gevent.event import Event
 from gevent.hub import get_hub
 from gevent.monkey import get_original
 
@@ -90,8 +89,10 @@ class Engine:
         self._sessions: "weakref.WeakValueDictionary[int, Wakeups]" = weakref.WeakValueDictionary()
         self._lingering: Dict[int, "Endpoint"] = {}  # id -> endpoint a closed session still uses
         self._endpoints: Dict[int, "Endpoint"] = {}  # udp pointer -> Endpoint
-        self._wake = Event()
         self.wake_queue = WakeQueue(hub)  # resumes the greenlets the sessions' Signals woke
+        # the updater's: a Signal's timed wait ends without raising (an Event's
+        # throws gevent.Timeout into the greenlet at every interval)
+        self._wake = Signal(self.wake_queue)
         self._updater: Optional[gevent.Greenlet] = None
         self._flush_scheduled = False
         self.scratch = ffi.new("uint8_t[]", 1 << 16)
@@ -164,18 +165,20 @@ class Engine:
 
     # -- input and output ------------------------------------------------------------
 
-    def deliver(self) -> None:
-        """In the hub, after gk_udp_read_held read a batch: hand out its
-        events, resume the greenlets they woke (each runs until it blocks
-        again, so a reply it sends carries the batch's ACKs), then flush
-        what the input still holds (the ACKs nobody's reply carried)."""
+    def deliver(self, read_at: int) -> None:
+        """In the hub, after gk_udp_read_held read a batch at read_at
+        (now_ms()): hand out its events, resume the greenlets they woke
+        (each runs until it blocks again, so a reply it sends carries the
+        batch's ACKs), then flush what the input still holds (the ACKs
+        nobody's reply carried)."""
         queue = self.wake_queue
         queue.hold()
         try:
-            self.dispatch()
+            woke = self.dispatch()
         finally:
             queue.drain()
-        _engine_flush(self._c, now_ms())
+        # Nobody woken: no time passed in Python since the read.
+        _engine_flush(self._c, now_ms() if woke else read_at)
         self.wake_if_needed()
 
     def flush_after_wakeups(self, woke: bool) -> None:

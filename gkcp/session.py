@@ -157,10 +157,13 @@ class Session(Blocking):
         c = self._live()
         if size == 0:
             return b""
-        if not self._shut_rd:  # data waiting: the common case, without the wait loop's set-up
+        # data waiting is the common case: one try before the wait loop's set-up
+        tried = False
+        if not self._shut_rd:
             n = _sess_recv(c, buf, size, now_ms())
             if n > 0:
                 return n
+            tried = n == 0
 
         def attempt() -> Any:
             c = self._live()
@@ -173,7 +176,7 @@ class Session(Blocking):
                 return self._ended(n, reading=True)
             return None
 
-        return self._block_until(attempt, self._readable, lambda: self._read_deadline)
+        return self._block_until(attempt, self._readable, lambda: self._read_deadline, tried)
 
     # -- writing ---------------------------------------------------------------------
 
