@@ -57,16 +57,21 @@ def test_2000_sessions_on_one_listener_exchange_data_intact():
     count = 2000
     opts = dict(nodelay=1, interval=10, resend=2, nc=1, idle_timeout=30)
     with gkcp.listen(("127.0.0.1", 0), backlog=count, **opts) as listener:
+        echoes = []
+
         def acceptor():
             while True:
                 session, _ = listener.accept()
-                gevent.spawn(echo_forever, session)
+                echoes.append(gevent.spawn(echo_forever, session))
 
         acc = gevent.spawn(acceptor)
         try:
             assert echo_clients(listener.getsockname(), count, 2048, timeout=120, **opts) == count
         finally:
             acc.kill()
+            # each closes its session: none is left to keepalive-probe its
+            # closed client during later tests
+            gevent.killall(echoes)
 
 
 def test_request_response_acks_ride_in_the_replies():
