@@ -133,7 +133,9 @@ class Signal:
         timer = None
         if timeout is not None:
             timer = hub.loop.timer(max(timeout, 0.0))
-            timer.start(waiter.switch, False)
+            # update: measured from now, not from the loop's cached time,
+            # which is stale after a busy spell (the wait would end early)
+            timer.start(waiter.switch, False, update=True)
         try:
             woken = waiter.get()
         finally:

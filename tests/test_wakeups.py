@@ -39,6 +39,19 @@ def test_wait_times_out_and_leaves_no_waiter(queue):
     assert signal.wait(0) is False
 
 
+def test_a_timeout_after_a_busy_spell_is_measured_from_now(queue):
+    """The loop's cached time is stale after the greenlet kept the CPU: a
+    timer started from it would end the wait early (a timeout too soon)."""
+    signal = Signal(queue)
+    for _ in range(5):
+        busy_until = time.monotonic() + 0.06
+        while time.monotonic() < busy_until:
+            pass
+        start = time.monotonic()
+        assert signal.wait(0.05) is False
+        assert time.monotonic() - start >= 0.045
+
+
 def test_set_from_a_greenlet_wakes_every_waiter_in_order(queue):
     signal = Signal(queue)
     woken = []
