@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import time
-import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 import gevent
@@ -30,12 +29,12 @@ from ._core import ffi, lib
 if TYPE_CHECKING:
     from ._endpoint import Endpoint
 
-__all__ = ["Engine", "Wakeups", "get_engine", "now_ms"]
+__all__ = ["Engine", "Wakeups", "get_engine", "now_ms", "thread_ident"]
 
 # The OS thread's identity and storage even after gevent.monkey.patch_thread(),
 # which turns threading.get_ident/local into per-greenlet ones: an engine
 # belongs to a hub, and a hub to an OS thread, not to a greenlet.
-_thread_ident = get_original("_thread", "get_ident")
+thread_ident = get_original("_thread", "get_ident")
 _thread_local = get_original("_thread", "_local")
 
 _EVENTS_PER_CALL = 256
@@ -65,9 +64,10 @@ def _key(ptr: Any) -> int:
 
 class Wakeups:
     """The signals a session's blocked greenlets wait on, set by the engine
-    from the C events (the session holds it; the engine only weakly)."""
+    from the C events (registered with the engine from a session's creation
+    to its close; it refers to no session)."""
 
-    __slots__ = ("readable", "writable", "on_dead", "__weakref__")
+    __slots__ = ("readable", "writable", "on_dead")
 
     def __init__(self, queue: WakeQueue, on_dead: Optional[Callable[[], None]] = None) -> None:
         self.readable = Signal(queue)
@@ -80,13 +80,16 @@ class Engine:
 
     def __init__(self, hub: Any) -> None:
         self.hub = hub
-        self.thread_id = _thread_ident()
+        self.thread_id = thread_ident()
         self._c = ffi.gc(lib.gk_engine_new(os.urandom(48)), lib.gk_engine_free)
         if self._c == ffi.NULL:
             raise MemoryError("gk_engine_new failed")
         self._events = ffi.new("gk_event[]", _EVENTS_PER_CALL)
-        # id -> a session's Wakeups; weak, so a session the application dropped is closed by GC
-        self._sessions: "weakref.WeakValueDictionary[int, Wakeups]" = weakref.WeakValueDictionary()
+        # id -> a session's Wakeups.  A plain dict (a WeakValueDictionary's get
+        # is a Python call per event): Wakeups holds no reference to its
+        # session, so a session the application dropped is still freed by GC,
+        # and its close (or __del__) removes the entry.
+        self._sessions: Dict[int, Wakeups] = {}
         self._lingering: Dict[int, "Endpoint"] = {}  # id -> endpoint a closed session still uses
         self._endpoints: Dict[int, "Endpoint"] = {}  # udp pointer -> Endpoint
         self.wake_queue = WakeQueue(hub)  # resumes the greenlets the sessions' Signals woke
@@ -102,7 +105,7 @@ class Engine:
         return self._c
 
     def check_thread(self) -> None:
-        if _thread_ident() != self.thread_id:
+        if thread_ident() != self.thread_id:
             raise RuntimeError("a gkcp object is bound to the gevent hub of the thread that created it; "
                                "use it from that thread")
 

@@ -24,7 +24,7 @@ from ._blocking import Blocking, Signal, closed_error, parse_timeout
 from ._core import ffi, lib
 from ._endpoint import Endpoint, c_config, check_udp_socket, make_crypt, open_udp_socket
 from ._log import session_ended
-from .engine import Engine, Wakeups, get_engine, now_ms
+from .engine import Engine, Wakeups, get_engine, now_ms, thread_ident as _thread_ident
 from .options import Options, duration_ms, int_argument, make_options
 
 __all__ = ["Session"]
@@ -34,6 +34,7 @@ _INFO_FIELDS = [name for name, _ in ffi.typeof("gk_kcp_info").fields]
 # fewer: bounds the engine's shared receive buffer (a KCP message, at most
 # 255 fragments of an MTU, always fits whole).
 _MAX_IO = 1 << 20
+_SENDFILE_PIECE = 1 << 18  # read and queued per step of sendfile()
 # bound once: a cffi lib attribute costs as much as a small C call
 _sess_recv = lib.gk_sess_recv
 _sess_send = lib.gk_sess_send
@@ -65,6 +66,7 @@ class Session(Blocking):
 
     def __init__(self, engine: Engine, endpoint: Endpoint, csess: Any, options: Options) -> None:
         self._engine = engine
+        self._thread_id = engine.thread_id
         self._endpoint = endpoint
         self._c = csess
         self._options = options
@@ -82,7 +84,6 @@ class Session(Blocking):
         self._shut_rd = False
         self._shut_wr = False
         self._peer = self._read_peer()
-        self._wakeups = wakeups  # the engine holds it weakly: it lives as long as this session
         engine.add_session(self.id, wakeups)
 
     # -- engine side -------------------------------------------------------------
@@ -91,7 +92,8 @@ class Session(Blocking):
         c = self._c
         if c is None:
             raise closed_error()
-        self._engine.check_thread()
+        if _thread_ident() != self._thread_id:  # Engine.check_thread, inlined: once per call
+            self._engine.check_thread()
         return c
 
     def _read_peer(self) -> Tuple[Any, ...]:
@@ -143,9 +145,12 @@ class Session(Blocking):
         except (TypeError, BufferError):
             raise TypeError("recv_into() argument 'buffer' must be read-write bytes-like object, not %s"
                             % type(buffer).__name__) from None
-        if int_argument("nbytes", nbytes) < 0:
+        if nbytes.__class__ is not int:
+            int_argument("nbytes", nbytes)
+        if nbytes < 0:
             raise ValueError("negative buffersize in recv_into")
-        _no_flags(flags)
+        if flags.__class__ is not int or flags:
+            _no_flags(flags)
         size = len(view) if nbytes == 0 else nbytes
         if size > len(view):
             raise ValueError("buffer too small for requested bytes")
@@ -357,6 +362,38 @@ class Session(Blocking):
         if level == socket.SOL_SOCKET and option == socket.SO_ERROR:
             return self._endpoint.take_error()
         raise OSError(errno.ENOPROTOOPT, "Protocol not available (KCP session)")
+
+    @property
+    def timeout(self) -> Optional[float]:
+        """What settimeout set, as socket.socket.timeout."""
+        return self._timeout
+
+    def sendfile(self, file: Any, offset: int = 0, count: Optional[int] = None) -> int:
+        """As socket.socket.sendfile: send a binary file's bytes from offset
+        (count of them, else to its end), return how many, and leave the
+        file positioned after them.  KCP has no kernel sendfile, so they are
+        read and sent in pieces (the socket module's fallback for non-TCP)."""
+        if "b" not in getattr(file, "mode", "b"):
+            raise ValueError("file should be opened in binary mode")
+        if int_argument("offset", offset) < 0:
+            raise ValueError("offset must be >= 0, got %d" % offset)
+        if count is not None and int_argument("count", count) <= 0:
+            raise ValueError("count must be a positive integer (got %r)" % count)
+        self._writer_live()
+        if offset:
+            file.seek(offset)
+        total = 0
+        try:
+            while count is None or total < count:
+                piece = file.read(_SENDFILE_PIECE if count is None else min(_SENDFILE_PIECE, count - total))
+                if not piece:
+                    break
+                self.sendall(piece)
+                total += len(piece)
+        finally:
+            if total and hasattr(file, "seek"):
+                file.seek(offset + total)
+        return total
 
     def makefile(self, mode: str = "r", buffering: Optional[int] = None, *, encoding: Optional[str] = None,
                  errors: Optional[str] = None, newline: Optional[str] = None) -> Any:
