@@ -133,20 +133,36 @@ def kcptun_url(kcp_port: int, extra: str = "") -> str:
     return "kcptun://127.0.0.1:%d?%s%s" % (kcp_port, TUNNEL_QUERY, "&" + extra if extra else "")
 
 
+#: the connect timeout (seconds) the legacy test programs give their library (default 10): the
+#: plain-python controls set it short, as their connects to routed addresses go nowhere useful
+CONNECT_TIMEOUT_ENV = "LEGACY_CONNECT_TIMEOUT"
+
+
 def run_program(tmp_path: Path, source: str, routes: Dict[str, str], args: Sequence[str] = (),
                 timeout: float = 120, gkcp: bool = True, env: Optional[Dict[str, str]] = None,
-                name: str = "program.py") -> subprocess.CompletedProcess:
+                name: str = "program.py", module: bool = False,
+                separator: bool = True) -> subprocess.CompletedProcess:
     """Write source (dedented) to tmp_path/name and run it under ``python -m
-    gkcp run --route KEY=URL ...`` (or plain python with gkcp=False)."""
+    gkcp run --route KEY=URL ... -- name`` (or plain python with gkcp=False).
+    module=True runs it as ``-m`` the module name is for (``pkg/mod.py``:
+    ``-m pkg.mod``, found from tmp_path, the working directory; no ``--``);
+    separator=False leaves out the ``--`` before the script."""
     script = tmp_path / name
+    script.parent.mkdir(parents=True, exist_ok=True)
     script.write_text(textwrap.dedent(source))
     command: List[str] = [sys.executable]
     if gkcp:
         command += ["-m", "gkcp", "run"]
         for key, url in routes.items():
             command += ["--route", "%s=%s" % (key, url)]
-        command.append("--")
-    command += [str(script)] + list(args)
+        if separator and not module:
+            command.append("--")
+    if module:
+        assert name.endswith(".py"), name
+        command += ["-m", name[:-3].replace("/", ".")]
+    else:
+        command.append(str(script))
+    command += list(args)
     child_env = dict(os.environ, **(env or {}))
     child_env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in [child_env.get("PYTHONPATH")] if p])
     return subprocess.run(command, cwd=str(tmp_path), env=child_env, stdin=subprocess.DEVNULL,
@@ -166,4 +182,5 @@ def dead_tcp_port() -> int:
 
 
 __all__: Tuple[str, ...] = ("redis_server", "memcached", "http_server", "tunnel_server", "kcptun_url",
-                            "run_program", "check", "dead_tcp_port", "TUNNEL_FLAGS", "BIG_BODY_SIZE")
+                            "run_program", "check", "dead_tcp_port", "TUNNEL_FLAGS", "BIG_BODY_SIZE",
+                            "CONNECT_TIMEOUT_ENV")

@@ -4,18 +4,22 @@ memcached, an HTTP/1.1 keep-alive server) behind a kcptun-compatible
 server: Debian's kcptun-server and gkcp's tunnel server.
 
 The routed addresses are 10.255.0.x and a name that does not resolve
-(web.legacy.test): nothing there answers, and no packet goes there --
-routing intercepts the connect first.  The control test shows a routed
-address that plain TCP cannot reach (a 127.0.0.1 port nothing listens on)
-refusing without gkcp and working with it.  Missing servers fail the tests.
+(web.legacy.test): under gkcp run no packet goes there -- routing
+intercepts the connect first.  The controls run each program with plain
+python against its routed address, where it fails (the connect times out,
+is unreachable, or reaches whatever the network puts there -- on some
+machines an intercepting proxy answers 10.x, which no program accepts),
+and show a routed address that plain TCP cannot reach (a 127.0.0.1 port
+nothing listens on) refused without gkcp and working with it.  Missing
+servers fail the tests.
 """
 import socket
 import time
 
 import pytest
 
-from legacy_servers import (BIG_BODY_SIZE, check, dead_tcp_port, http_server, kcptun_url, memcached, redis_server,
-                            run_program, tunnel_server)
+from legacy_servers import (BIG_BODY_SIZE, CONNECT_TIMEOUT_ENV, check, dead_tcp_port, http_server, kcptun_url,
+                            memcached, redis_server, run_program, tunnel_server)
 from tunnel_harness import free_port
 
 SERVERS = ["kcptun", "gkcp"]
@@ -25,7 +29,8 @@ REDIS_PROGRAM = """
     import redis
 
     host, port = sys.argv[1], int(sys.argv[2])
-    r = redis.Redis(host, port, socket_timeout=30, socket_connect_timeout=10)
+    r = redis.Redis(host, port, socket_timeout=30,
+                    socket_connect_timeout=float(os.environ.get("LEGACY_CONNECT_TIMEOUT", 10)))
     value = os.urandom(300_000)
     assert r.set("big", value)
     assert r.get("big") == value
@@ -44,7 +49,8 @@ MEMCACHED_PROGRAM = """
     import os
     from pymemcache.client.base import Client
 
-    client = Client(("10.255.0.2", 11211), connect_timeout=10, timeout=30)
+    client = Client(("10.255.0.2", 11211), connect_timeout=float(os.environ.get("LEGACY_CONNECT_TIMEOUT", 10)),
+                    timeout=30)
     values = {"k%d" % i: os.urandom(20_000) for i in range(200)}
     for key, value in values.items():
         assert client.set(key, value, noreply=False)
@@ -54,13 +60,14 @@ MEMCACHED_PROGRAM = """
 """
 
 REQUESTS_PROGRAM = """
-    import hashlib
+    import hashlib, os
     import requests
 
     session = requests.Session()
     ports = set()
     for i in range(40):
-        r = session.get("http://web.legacy.test:8080/small/%d" % i, timeout=30)
+        r = session.get("http://web.legacy.test:8080/small/%d" % i,
+                        timeout=(float(os.environ.get("LEGACY_CONNECT_TIMEOUT", 10)), 30))
         assert r.status_code == 200 and r.content == b"ok /small/%d" % i, r.content
         ports.add(r.headers["X-Client-Port"])
     r = session.get("http://web.legacy.test:8080/big", timeout=60)
@@ -101,6 +108,30 @@ def test_requests_keep_alive_and_5_MB_body(tmp_path, server):
     with http_server() as http_port, tunnel_server(server, http_port) as kcp_port:
         out = check(run_program(tmp_path, REQUESTS_PROGRAM, {"web.legacy.test:8080": kcptun_url(kcp_port)}))
     assert "requests ok" in out
+
+
+def _unrouted_controls():
+    from test_run import RAW_PROGRAM     # the raw socket + select() program of tests/test_run.py
+    dead = str(dead_tcp_port())
+    return [("redis-py", REDIS_PROGRAM, ["10.255.0.1", "6379"], "redis ok"),
+            ("pymemcache", MEMCACHED_PROGRAM, [], "memcached ok"),
+            ("requests", REQUESTS_PROGRAM, [], "requests ok"),
+            ("raw-socket", RAW_PROGRAM, ["full-close", dead, dead], "raw ok")]
+
+
+@pytest.mark.parametrize("program", _unrouted_controls(), ids=lambda program: program[0])
+def test_each_program_fails_on_its_routed_address_without_gkcp(tmp_path, program):
+    """The control for each routed test: the same program, run by plain
+    python against the same 10.255.0.x address or name, does not get
+    through (its connect timeout is 1 s here), so it is the route that
+    makes it work under gkcp run."""
+    what, source, args, success = program
+    start = time.monotonic()
+    proc = run_program(tmp_path, source, {}, args=args, gkcp=False, env={CONNECT_TIMEOUT_ENV: "1"}, timeout=60)
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 1 and success not in proc.stdout, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback (most recent call last)" in proc.stderr, proc.stderr
+    assert elapsed < 30, (elapsed, proc.stderr.strip().splitlines()[-1])  # redis-py retries its connect 3 times
 
 
 def test_a_routed_address_unreachable_by_tcp_works_only_with_gkcp(tmp_path):
