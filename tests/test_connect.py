@@ -19,6 +19,7 @@ from pyroles import play_send, run_with_deadline, wait_process
 FAST = dict(nodelay=1, interval=10, resend=2, nc=1)
 KCP_WASK, KCP_WINS = 83, 84
 HANG_GUARD = 5.0  # seconds: a bound against hangs, not a speed requirement
+REFUSED_WITHIN = 2.0  # seconds: issue 10's bound for an ICMP refusal on loopback (it takes about a millisecond)
 
 
 def _raw_udp(port=0):
@@ -36,8 +37,10 @@ def test_nothing_listening_is_refused_by_the_icmp_error(connect):
             gkcp.dial(("127.0.0.1", port), **FAST)
         else:
             gkcp.create_connection(("127.0.0.1", port), timeout=30, **FAST)
-    assert time.monotonic() - started < HANG_GUARD
+    elapsed = time.monotonic() - started
+    assert elapsed < REFUSED_WITHIN
     assert str(port) in str(info.value)
+    print("%s refused in %.2f ms" % (connect, elapsed * 1000))
 
 
 def test_a_gkcp_listener_answers_and_accepts_in_the_same_round_trip():
@@ -149,6 +152,7 @@ def test_a_silent_kcp_go_server_is_connected_to(go_peer_bin, crypt, fec):
         wait_process(srv, 20)
     assert result["peer"] == result["sent"] == srv.result["hex"]
     assert connect_s < HANG_GUARD, connect_s
+    print("connected to a silent kcp-go server (interval 100) in %.1f ms" % (connect_s * 1000))
 
 
 @pytest.mark.parametrize("go,py", [
@@ -183,4 +187,4 @@ def test_a_kcp_go_server_that_exited_refuses(go_peer_bin):
     started = time.monotonic()
     with pytest.raises(ConnectionRefusedError):
         gkcp.dial(address)
-    assert time.monotonic() - started < HANG_GUARD
+    assert time.monotonic() - started < REFUSED_WITHIN

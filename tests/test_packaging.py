@@ -8,10 +8,12 @@ the machine's site-packages for the runtime dependencies only: the test checks
 that the gkcp it imports is the one just installed.
 """
 import os
+import socket
 import subprocess
 import sys
 import tarfile
 import textwrap
+import time
 import zipfile
 from pathlib import Path
 
@@ -132,6 +134,47 @@ def test_installed_console_script_and_bench(venv, wheel, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for binary in proc.stdout.split():
         assert binary.startswith(str(env_cache / "gkcp" / "go")) and os.access(binary, os.X_OK)
+
+
+ROUTED_REDIS = """
+import hashlib, os, sys
+import redis
+value = os.urandom(1_000_000)
+r = redis.Redis("10.255.0.10", 6379, socket_timeout=30, socket_connect_timeout=10)
+assert r.set("installed", value)
+assert hashlib.sha256(r.get("installed")).digest() == hashlib.sha256(value).digest()
+import gkcp
+print("routed ok", os.path.dirname(gkcp.__file__))
+"""
+
+
+def test_installed_tunnel_and_run_commands_carry_a_redis_session(venv, wheel, tmp_path):
+    """The installed ``gkcp tunnel server`` in front of redis-server and the
+    installed ``gkcp run --route`` running a redis-py program against a
+    10.255.0.x address: 1 MB set and read back, hash-checked, through the
+    console script's two subcommands (no checkout on the path)."""
+    from legacy_servers import TUNNEL_FLAGS, kcptun_url, redis_server
+    from tunnel_harness import free_port
+    kcp_port = free_port(socket.SOCK_DGRAM)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    (tmp_path / "program.py").write_text(ROUTED_REDIS)
+    with redis_server() as redis_port, (tmp_path / "server.log").open("w+b") as log:
+        server = subprocess.Popen([str(venv / "gkcp"), "tunnel", "server", "-l", "127.0.0.1:%d" % kcp_port,
+                                   "-t", "127.0.0.1:%d" % redis_port, "--quiet"] + TUNNEL_FLAGS,
+                                  cwd=str(tmp_path), env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                  stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 30
+            while b"listening on" not in (log.seek(0) or log.read()):
+                assert server.poll() is None and time.monotonic() < deadline, log.read().decode()
+                time.sleep(0.05)
+            _, out = run([venv / "gkcp", "run", "--route", "10.255.0.10:6379=" + kcptun_url(kcp_port), "--",
+                          "program.py"], cwd=tmp_path, timeout=120, env=env)
+        finally:
+            server.terminate()
+            status = server.wait(10)
+    assert "routed ok %s" % venv.parent in out, out
+    assert status == 0, status  # SIGTERM closes the tunnel server cleanly
 
 
 USER_CODE = """
