@@ -2,10 +2,13 @@
 #include "io.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <time.h>
 
+#include "sess.h"
 #include "snmp.h"
 
 int gk_batch_init(gk_batch *b, int cap)
@@ -175,4 +178,35 @@ void gk_io_send(int fd, gk_batch *b, int mmsg)
         done += put;
     }
     b->n = 0;
+}
+
+static uint64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int gk_spin_readable(const int *fds, int nfds, uint32_t budget_us)
+{
+    struct pollfd pfds[GK_SPIN_MAX_FDS];
+    if (nfds < 1 || nfds > GK_SPIN_MAX_FDS || budget_us > GK_SPIN_MAX_US)
+        return -EINVAL;
+    for (int i = 0; i < nfds; i++) {
+        pfds[i].fd = fds[i];
+        pfds[i].events = POLLIN;
+        pfds[i].revents = 0;
+    }
+    /* unsigned 64-bit nanoseconds from boot: no wrap in practice, and the
+     * difference below is taken in the same type */
+    uint64_t start = monotonic_ns(), budget_ns = (uint64_t)budget_us * 1000u;
+    for (;;) {
+        int rc = poll(pfds, (nfds_t)nfds, 0);
+        if (rc > 0)
+            return 1;
+        if (rc < 0 && errno != EINTR)
+            return -errno;
+        if (monotonic_ns() - start >= budget_ns)
+            return 0;
+    }
 }

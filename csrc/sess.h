@@ -138,6 +138,17 @@ int gk_udp_read_held(gk_udp *udp, uint32_t now, int max_batches);
 void gk_engine_flush(gk_engine *eng, uint32_t now);
 /* The -errno a read made inside gk_sess_send met (0 if none), once. */
 int gk_udp_take_error(gk_udp *udp);
+/* Busy polling (the busy_poll option): polls the nfds sockets fds without
+ * sleeping until one is readable (returns 1) or budget_us microseconds have
+ * passed (returns 0); -errno on a poll error, -EINVAL for nfds outside
+ * 1..GK_SPIN_MAX_FDS or a budget above GK_SPIN_MAX_US.  The caller is about
+ * to sleep in its event loop: a datagram that arrives within the budget is
+ * then read without the sleep and wake-up, which costs tens of microseconds
+ * when the wake-up crosses CPUs (on virtual machines especially).  The
+ * Python binding releases the GIL meanwhile.  Implemented in io.c. */
+#define GK_SPIN_MAX_FDS 64
+#define GK_SPIN_MAX_US 10000
+int gk_spin_readable(const int *fds, int nfds, uint32_t budget_us);
 /* For tests only (bounds and leak checks): the sessions on this socket (any
  * state, unproven ones included), and the unproven ones of a listening
  * socket. */

@@ -3,6 +3,7 @@ greenlet) and the factories that build what sessions and listeners put on
 it: the socket itself, its cipher and the C configuration of its sessions."""
 from __future__ import annotations
 
+import math
 import socket
 from typing import Any, Callable, Optional, Tuple
 
@@ -67,6 +68,7 @@ class Endpoint:
         if not options.mmsg:
             lib.gk_udp_set_mmsg(self._c, 0)
         self._io = engine.hub.loop.io(sock.fileno(), 1)
+        self.busy_poll_us = math.ceil(options.busy_poll * 1e6)  # 0: off
         engine.add_endpoint(self)
         self._io.start(self._on_readable)
 

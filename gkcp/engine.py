@@ -24,6 +24,8 @@ from gevent.hub import get_hub
 from gevent.monkey import get_original
 
 from ._blocking import Signal, WakeQueue
+from ._busypoll import BusyPoll
+from ._log import log
 from ._core import ffi, lib
 
 if TYPE_CHECKING:
@@ -97,6 +99,7 @@ class Engine:
         # throws gevent.Timeout into the greenlet at every interval)
         self._wake = Signal(self.wake_queue)
         self._updater: Optional[gevent.Greenlet] = None
+        self._busy_poll: Optional[BusyPoll] = None  # made for the first socket with busy_poll > 0
         self._flush_scheduled = False
         self.scratch = ffi.new("uint8_t[]", 1 << 16)
 
@@ -132,10 +135,22 @@ class Engine:
 
     def add_endpoint(self, endpoint: "Endpoint") -> None:
         self._endpoints[_key(endpoint.c)] = endpoint
+        if endpoint.busy_poll_us:
+            if self._busy_poll is None:
+                try:
+                    self._busy_poll = BusyPoll(self.hub.loop)
+                except NotImplementedError as exc:
+                    endpoint.busy_poll_us = 0  # the socket works as without the option
+                    log.warning("busy_poll ignored: %s", exc)
+            if self._busy_poll is not None:
+                self._busy_poll.add(endpoint.sock.fileno(), endpoint.busy_poll_us)
         self.poke()
 
     def remove_endpoint(self, endpoint: "Endpoint") -> None:
+        """Before the endpoint's socket is closed."""
         self._endpoints.pop(_key(endpoint.c), None)
+        if endpoint.busy_poll_us and self._busy_poll is not None:
+            self._busy_poll.discard(endpoint.sock.fileno())
 
     # -- the updater -----------------------------------------------------------------
 

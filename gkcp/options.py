@@ -26,6 +26,7 @@ MAX_WINDOW: int = lib.GK_KCP_WND_MAX  # the wnd field is 16 bits wide
 # duration may reach 2**31 ms; every seconds option is bounded by this.
 MAX_DURATION_MS: int = lib.GK_DURATION_MAX_MS
 MAX_DURATION = MAX_DURATION_MS / 1000  #: seconds (about 24.8 days)
+BUSY_POLL_MAX: float = lib.GK_SPIN_MAX_US / 1e6  #: seconds: the longest busy_poll
 _FLAGS = ("stream", "ack_nodelay", "write_delay", "mmsg", "reuse_port", "announce")
 
 
@@ -60,6 +61,7 @@ class Options:
     connect_timeout: float = 10.0  #: seconds dial waits for the peer to answer a window ask (0: return at once, unverified)
     keepalive: float = 10.0    #: seconds of silence from the peer before a window-ask probe, then again as often (0: off, as kcp-go)
     keepalive_timeout: float = 30.0  #: seconds without any valid packet that end a session with keepalive on
+    busy_poll: float = 0.0     #: seconds (at most 0.01) the hub polls this socket before it sleeps, adapted to the traffic (0: off); see gkcp._busypoll
 
     def fec_enabled(self) -> bool:
         return self.data_shards > 0 and self.parity_shards > 0
@@ -99,6 +101,10 @@ class Options:
         if self.keepalive and self.keepalive_timeout <= self.keepalive:
             raise ValueError("keepalive_timeout (%r s) must be longer than keepalive (%r s), so that a probe "
                              "can be answered before the session ends" % (self.keepalive_timeout, self.keepalive))
+        _seconds("busy_poll", self.busy_poll)
+        if self.busy_poll > BUSY_POLL_MAX:
+            raise ValueError("busy_poll must be at most %r s (a spin that long is a sleep), got %r"
+                             % (BUSY_POLL_MAX, self.busy_poll))
         _int_in("backlog", self.backlog, 1, 1 << 20)
         _int_in("batch", self.batch, 1, 1024)
         if self.block is not None and self.crypt is not None:

@@ -52,6 +52,7 @@ OPTION_ACCEPTS = {
     "connect_timeout": _seconds_ok, "keepalive": _seconds_ok,
     # longer than the default keepalive (10 s), which no swept value is
     "keepalive_timeout": lambda v: _seconds_ok(v) and v > Options.keepalive,
+    "busy_poll": _accepts(0),  # at most 0.01 s: of the swept values only 0
 }
 
 

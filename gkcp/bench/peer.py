@@ -158,6 +158,7 @@ def build_parser(cmd: str) -> argparse.ArgumentParser:
     flag("linger", type=float, default=3.0, help="seconds to wait for our last data to be acknowledged")
     flag("idle", type=float, default=0.0, help="per-read idle limit in seconds (0 = none)")
     flag("seed", type=int, default=1, help="payload seed")
+    flag("busypoll", type=float, default=0.0, help="gkcp's busy_poll option, seconds (not a kcp-go flag)")
     return p
 
 
@@ -198,7 +199,7 @@ def session_options(c: argparse.Namespace) -> Dict[str, Any]:
         nodelay=c.nodelay, interval=c.interval, resend=c.resend, nc=c.nc,
         sndwnd=c.sndwnd, rcvwnd=c.rcvwnd, mtu=c.mtu, stream=c.stream,
         ack_nodelay=c.acknodelay, write_delay=c.writedelay,
-        data_shards=c.ds, parity_shards=c.ps, sockbuf=c.sockbuf)
+        data_shards=c.ds, parity_shards=c.ps, sockbuf=c.sockbuf, busy_poll=c.busypoll)
     block = block_crypt(c)
     if block is not None:
         opts["block"] = block

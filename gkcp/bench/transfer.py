@@ -164,9 +164,11 @@ def child_env() -> Dict[str, str]:
 class Runner:
     """Starts listener/dialer pairs of either implementation with shared flags."""
 
-    def __init__(self, go_peer: str, common: List[str], timeout: float) -> None:
+    def __init__(self, go_peer: str, common: List[str], timeout: float, gkcp_flags: Sequence[str] = ()) -> None:
         self.env = child_env()
+        # gkcp_flags: options kcp-go has no flag for (-busypoll), given to gkcp's peers only
         self.commands = {"gkcp": [sys.executable, "-m", "gkcp.bench.peer"], "kcp-go": [go_peer]}
+        self.impl_flags = {"gkcp": list(gkcp_flags), "kcp-go": []}
         self.common = common
         self.timeout = timeout
 
@@ -175,13 +177,14 @@ class Runner:
         dial_impl, listen_impl = pair
         deadline = "-timeout=%g" % self.timeout
         shared = ["-bytes=%d" % nbytes, deadline, *self.common, *flags]
-        listener = PeerProcess(self.commands[listen_impl] + ["listen", "-role=" + listen_role, *shared],
-                               self.env)
+        listener = PeerProcess(self.commands[listen_impl] + ["listen", "-role=" + listen_role, *shared,
+                                                             *self.impl_flags[listen_impl]], self.env)
         dialer = None
         try:
             ready = listener.wait_for("READY", 30)
             dialer = PeerProcess(self.commands[dial_impl] + ["dial", "-addr=" + ready["addr"],
-                                                              "-role=" + dial_role, *shared, *dial_flags],
+                                                              "-role=" + dial_role, *shared, *dial_flags,
+                                                              *self.impl_flags[dial_impl]],
                                  self.env)
             dialer.finish(self.timeout + 15)
             listener.finish(self.timeout + 15)
@@ -366,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="64-byte round trips per RTT round (default 2000; 500 with --quick)")
     p.add_argument("--rtt-rounds", type=int, default=5,
                    help="RTT rounds per pairing, taken in turn; the table shows the median (default 5)")
+    p.add_argument("--busy-poll", type=float, default=0.0, metavar="SECONDS",
+                   help="gkcp's busy_poll option for its peers, e.g. 0.0001 (default 0: off; kcp-go has none)")
     p.add_argument("--repeat", type=int, default=1, help="runs per cell; the table shows medians (default 1)")
     p.add_argument("--timeout", type=float, default=120, help="per-process deadline, seconds")
     p.add_argument("--json", metavar="PATH", help="save settings and results as JSON")
@@ -393,12 +398,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     common = ["-nodelay=1", "-interval=%d" % args.interval, "-resend=2", "-nc=1",
               "-sndwnd=%d" % args.window, "-rcvwnd=%d" % args.window, "-mtu=%d" % args.mtu,
               "-sockbuf=%d" % args.sockbuf]
-    runner = Runner(go_peer, common, args.timeout)
+    runner = Runner(go_peer, common, args.timeout, ["-busypoll=%g" % args.busy_poll] if args.busy_poll else [])
     load_before = load_average()
     print("gkcp bench: %.0f MB per transfer, %d run(s) per cell, RTT %d rounds of %d round trips; "
-          "nodelay 1/%d/2/1, window %d, MTU %d, sockbuf %d; %d CPUs, load %s"
+          "nodelay 1/%d/2/1, window %d, MTU %d, sockbuf %d%s; %d CPUs, load %s"
           % (nbytes / MB, args.repeat, args.rtt_rounds, rtt_count, args.interval, args.window, args.mtu,
-             args.sockbuf, os.cpu_count() or 0, load_before), flush=True)
+             args.sockbuf, ", gkcp busy_poll %g s" % args.busy_poll if args.busy_poll else "",
+             os.cpu_count() or 0, load_before), flush=True)
     started = time.time()
     try:
         results: Dict[str, Dict[str, Dict[str, Any]]] = {}
@@ -427,6 +433,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         doc = {"settings": {"bytes": nbytes, "rtt_count": rtt_count, "rtt_rounds": args.rtt_rounds,
                             "repeat": args.repeat,
                             "nodelay": [1, args.interval, 2, 1], "window": args.window, "mtu": args.mtu, "sockbuf": args.sockbuf,
+                            "gkcp_busy_poll": args.busy_poll,
                             "profiles": {p: PROFILES[p] for p in profiles}},
                "machine": {"cpus": os.cpu_count(), "load_before": load_before, "load_after": load_after},
                "started": started, "seconds": time.time() - started,
