@@ -199,14 +199,19 @@ int gk_spin_readable(const int *fds, int nfds, uint32_t budget_us)
     }
     /* unsigned 64-bit nanoseconds from boot: no wrap in practice, and the
      * difference below is taken in the same type */
-    uint64_t start = monotonic_ns(), budget_ns = (uint64_t)budget_us * 1000u;
+    const uint64_t start = monotonic_ns(), budget_ns = (uint64_t)budget_us * 1000u;
+    uint64_t last = start;
     for (;;) {
         int rc = poll(pfds, (nfds_t)nfds, 0);
         if (rc > 0)
-            return 1;
+            return GK_SPIN_READABLE;
         if (rc < 0 && errno != EINTR)
             return -errno;
-        if (monotonic_ns() - start >= budget_ns)
-            return 0;
+        uint64_t now = monotonic_ns();
+        if (now - last > (uint64_t)GK_SPIN_PREEMPT_US * 1000u)
+            return GK_SPIN_PREEMPTED;
+        if (now - start >= budget_ns)
+            return GK_SPIN_NOTHING;
+        last = now;
     }
 }

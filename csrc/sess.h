@@ -139,15 +139,24 @@ void gk_engine_flush(gk_engine *eng, uint32_t now);
 /* The -errno a read made inside gk_sess_send met (0 if none), once. */
 int gk_udp_take_error(gk_udp *udp);
 /* Busy polling (the busy_poll option): polls the nfds sockets fds without
- * sleeping until one is readable (returns 1) or budget_us microseconds have
- * passed (returns 0); -errno on a poll error, -EINVAL for nfds outside
- * 1..GK_SPIN_MAX_FDS or a budget above GK_SPIN_MAX_US.  The caller is about
- * to sleep in its event loop: a datagram that arrives within the budget is
- * then read without the sleep and wake-up, which costs tens of microseconds
- * when the wake-up crosses CPUs (on virtual machines especially).  The
- * Python binding releases the GIL meanwhile.  Implemented in io.c. */
+ * sleeping until one is readable (returns GK_SPIN_READABLE) or budget_us
+ * microseconds have passed (GK_SPIN_NOTHING); GK_SPIN_PREEMPTED when the
+ * thread lost its CPU meanwhile (two polls more than GK_SPIN_PREEMPT_US
+ * apart: other work wants the CPU, and a spinner only delays it; a
+ * scheduler's time slice is milliseconds, a hypervisor's hiccup on this VM
+ * up to ~100 µs, which must not count); -errno on
+ * a poll error, -EINVAL for nfds outside 1..GK_SPIN_MAX_FDS or a budget
+ * above GK_SPIN_MAX_US.  The caller is about to sleep in its event loop: a
+ * datagram that arrives within the budget is then read without the sleep
+ * and wake-up, which costs tens of microseconds when the wake-up crosses
+ * CPUs (on virtual machines especially).  The Python binding releases the
+ * GIL meanwhile.  Implemented in io.c. */
 #define GK_SPIN_MAX_FDS 64
 #define GK_SPIN_MAX_US 10000
+#define GK_SPIN_PREEMPT_US 500
+#define GK_SPIN_NOTHING 0
+#define GK_SPIN_READABLE 1
+#define GK_SPIN_PREEMPTED 2
 int gk_spin_readable(const int *fds, int nfds, uint32_t budget_us);
 /* For tests only (bounds and leak checks): the sessions on this socket (any
  * state, unproven ones included), and the unproven ones of a listening

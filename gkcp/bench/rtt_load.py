@@ -30,8 +30,8 @@ from typing import Any, Dict, List, Optional
 
 from ..demo import parse_size
 from .gobuild import build_go_program
-from .transfer import (MB, PAIRS, PROFILES, REFERENCE, BenchError, Runner, _retransmits, load_average,
-                       measure_rtt, pair_name)
+from .transfer import (MB, PAIRS, PROFILES, REFERENCE, BenchError, Runner, _retransmits, add_busy_poll_argument,
+                       gkcp_only_flags, load_average, measure_rtt, pair_name)
 
 BUSY_LOOP = "while True: pass"
 
@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profiles", default="plain", help="comma-separated subset of: %s (default plain)"
                    % ",".join(PROFILES))
     p.add_argument("--pairs", choices=sorted(PAIRS), default="all")
+    add_busy_poll_argument(p)
     p.add_argument("--timeout", type=float, default=180, help="per-process deadline, seconds")
     p.add_argument("--json", metavar="PATH", help="save settings and results as JSON")
     return p
@@ -121,11 +122,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     pairs = PAIRS[args.pairs]
     common = ["-nodelay=1", "-interval=10", "-resend=2", "-nc=1", "-sndwnd=1024", "-rcvwnd=1024",
               "-mtu=1400", "-sockbuf=%d" % (4 << 20)]
-    runner = Runner(build_go_program("peer"), common, args.timeout)
+    runner = Runner(build_go_program("peer"), common, args.timeout, gkcp_only_flags(args))
     load_before = load_average()
     print("gkcp bench rtt-load: %d busy process(es) on %d CPUs, %d rounds of a %.0f MB sink and %d round "
-          "trips per pairing; load %s" % (busy, os.cpu_count() or 0, args.rounds, args.bytes / MB,
-                                          args.rtt_count, load_before), flush=True)
+          "trips per pairing%s; load %s" % (busy, os.cpu_count() or 0, args.rounds, args.bytes / MB,
+                                            args.rtt_count,
+                                            ", gkcp busy_poll %g s" % args.busy_poll if args.busy_poll else "",
+                                            load_before), flush=True)
     started = time.time()
     results: Dict[str, Dict[str, Dict[str, Any]]] = {}
     procs = start_busy(busy)
@@ -153,7 +156,8 @@ def main(argv: Optional[List[str]] = None) -> int:
           "kcp-go<->kcp-go; load %s -> %s" % (load_before, load_after))
     if args.json:
         doc = {"settings": {"busy": busy, "bytes": args.bytes, "rtt_count": args.rtt_count, "rounds": args.rounds,
-                            "profiles": {p: PROFILES[p] for p in profiles}, "common": common},
+                            "profiles": {p: PROFILES[p] for p in profiles}, "common": common,
+                            "gkcp_busy_poll": args.busy_poll},
                "machine": {"cpus": os.cpu_count(), "load_before": load_before, "load_after": load_after},
                "started": started, "seconds": time.time() - started, "results": results}
         with open(args.json, "w") as f:

@@ -161,6 +161,16 @@ def child_env() -> Dict[str, str]:
     return env
 
 
+def add_busy_poll_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--busy-poll", type=float, default=0.0, metavar="SECONDS",
+                   help="gkcp's busy_poll option for its peers, e.g. 0.0001 (default 0: off; kcp-go has none)")
+
+
+def gkcp_only_flags(args: argparse.Namespace) -> List[str]:
+    """The peer flags of --busy-poll, for gkcp's peers only (Runner's gkcp_flags)."""
+    return ["-busypoll=%g" % args.busy_poll] if args.busy_poll else []
+
+
 class Runner:
     """Starts listener/dialer pairs of either implementation with shared flags."""
 
@@ -369,8 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="64-byte round trips per RTT round (default 2000; 500 with --quick)")
     p.add_argument("--rtt-rounds", type=int, default=5,
                    help="RTT rounds per pairing, taken in turn; the table shows the median (default 5)")
-    p.add_argument("--busy-poll", type=float, default=0.0, metavar="SECONDS",
-                   help="gkcp's busy_poll option for its peers, e.g. 0.0001 (default 0: off; kcp-go has none)")
+    add_busy_poll_argument(p)
     p.add_argument("--repeat", type=int, default=1, help="runs per cell; the table shows medians (default 1)")
     p.add_argument("--timeout", type=float, default=120, help="per-process deadline, seconds")
     p.add_argument("--json", metavar="PATH", help="save settings and results as JSON")
@@ -398,7 +407,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     common = ["-nodelay=1", "-interval=%d" % args.interval, "-resend=2", "-nc=1",
               "-sndwnd=%d" % args.window, "-rcvwnd=%d" % args.window, "-mtu=%d" % args.mtu,
               "-sockbuf=%d" % args.sockbuf]
-    runner = Runner(go_peer, common, args.timeout, ["-busypoll=%g" % args.busy_poll] if args.busy_poll else [])
+    runner = Runner(go_peer, common, args.timeout, gkcp_only_flags(args))
     load_before = load_average()
     print("gkcp bench: %.0f MB per transfer, %d run(s) per cell, RTT %d rounds of %d round trips; "
           "nodelay 1/%d/2/1, window %d, MTU %d, sockbuf %d%s; %d CPUs, load %s"
