@@ -18,8 +18,8 @@ import time
 
 import pytest
 
-from legacy_servers import (BIG_BODY_SIZE, CONNECT_TIMEOUT_ENV, check, dead_tcp_port, http_server, kcptun_url,
-                            memcached, redis_server, run_program, tunnel_server)
+from legacy_servers import (BIG_BODY_SIZE, CONNECT_TIMEOUT_ENV, RAW_PROGRAM, check, dead_tcp_port, http_server,
+                            kcptun_url, memcached, redis_server, run_program, tunnel_server)
 from tunnel_harness import free_port
 
 SERVERS = ["kcptun", "gkcp"]
@@ -111,7 +111,6 @@ def test_requests_keep_alive_and_5_MB_body(tmp_path, server):
 
 
 def _unrouted_controls():
-    from test_run import RAW_PROGRAM     # the raw socket + select() program of tests/test_run.py
     dead = str(dead_tcp_port())
     return [("redis-py", REDIS_PROGRAM, ["10.255.0.1", "6379"], "redis ok"),
             ("pymemcache", MEMCACHED_PROGRAM, [], "memcached ok"),

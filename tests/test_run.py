@@ -15,7 +15,8 @@ import time
 
 import pytest
 
-from legacy_servers import check, dead_tcp_port, http_server, kcptun_url, redis_server, run_program, tunnel_server
+from legacy_servers import (RAW_PROGRAM, check, dead_tcp_port, http_server, kcptun_url, redis_server, run_program,
+                            tunnel_server)
 from tunnel_harness import REPO, free_port
 
 
@@ -99,112 +100,6 @@ def test_usage_errors_and_help(tmp_path):
 
 
 # -- a routed connection is a real socket ----------------------------------------------------
-
-RAW_PROGRAM = r"""
-    import errno, os, select, selectors, socket, sys, tempfile
-    HALF_CLOSE = sys.argv[1] == "half-close"
-    DEAD, HTTP_PORT = int(sys.argv[2]), int(sys.argv[3])
-
-    def request(path):
-        return b"GET %s HTTP/1.1\r\nHost: legacy\r\n\r\n" % path.encode()
-
-    def response(f):
-        status = f.readline()
-        assert status.startswith(b"HTTP/1.1 200"), status
-        length = None
-        while True:
-            line = f.readline()
-            if line in (b"\r\n", b""):
-                break
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":")[1])
-        return f.read(length)
-
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    s.settimeout(10)
-    s.connect(("10.255.0.4", 80))
-    assert s.getpeername() == ("10.255.0.4", 80), s.getpeername()
-    assert s._sock.getpeername()[0] == "127.0.0.1"   # the kernel connected to this host only
-    assert s.fileno() >= 0 and s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
-
-    s.sendall(request("/select"))
-    assert select.select([s], [], [], 10)[0] == [s]
-    assert s.recv(12, socket.MSG_PEEK) == b"HTTP/1.1 200"   # peeked, still there
-    f = s.makefile("rb")
-    assert response(f) == b"ok /select"
-
-    with tempfile.TemporaryFile() as body:
-        body.write(request("/sendfile"))
-        body.seek(0)
-        s.sendfile(body)
-    poller = select.poll()
-    poller.register(s, select.POLLIN)
-    assert poller.poll(10000)
-    assert response(f) == b"ok /sendfile"
-
-    selector = selectors.DefaultSelector()
-    selector.register(s, selectors.EVENT_READ)
-    s.sendall(request("/selectors"))
-    assert selector.select(10)
-    assert response(f) == b"ok /selectors"
-
-    s.settimeout(0.3)
-    try:
-        s.recv(1)
-        raise AssertionError("recv returned with nothing to read")
-    except socket.timeout:
-        pass
-    s.settimeout(10)
-
-    if HALF_CLOSE:  # our FIN reaches the server, which answers and then ends: EOF comes back
-        s.sendall(request("/last"))
-        s.shutdown(socket.SHUT_WR)
-        assert response(f) == b"ok /last"
-        assert f.read() == b""
-    f.close()
-    s.close()
-
-    n = socket.socket()                      # non-blocking connect, then wait for writable
-    n.setblocking(False)
-    assert n.connect_ex(("10.255.0.4", 80)) in (0, errno.EINPROGRESS)
-    assert select.select([], [n], [], 10)[1] == [n]
-    n.setblocking(True)
-    n.sendall(request("/nonblocking"))
-    assert response(n.makefile("rb")) == b"ok /nonblocking"
-    n.close()
-
-    assert socket.gethostbyname("web.legacy.test").startswith("127.255.")
-    d = socket.socket()
-    d.connect(("web.legacy.test", 80))       # a routed name, connected to without a lookup
-    d.sendall(request("/by-name"))
-    assert response(d.makefile("rb")) == b"ok /by-name"
-    d.close()
-
-    try:                                     # unrouted: plain TCP, refused as ever
-        socket.create_connection(("127.0.0.1", DEAD), timeout=5)
-        raise AssertionError("connected to a dead port")
-    except ConnectionRefusedError:
-        pass
-    try:                                     # a routed name on another port resolves as ever: here, not at all
-        socket.create_connection(("web.legacy.test", 81), timeout=5)
-        raise AssertionError("connected to an unresolvable name")
-    except socket.gaierror:
-        pass
-    # "localhost" is routed on the dead port only: its other ports are plain TCP, looked up or not
-    assert socket.create_connection(("localhost", DEAD), timeout=10).getpeername() == ("127.255.0.1", DEAD)
-    plain = socket.create_connection(("localhost", HTTP_PORT), timeout=10)
-    assert plain.getpeername()[1] == HTTP_PORT
-    plain.close()
-    plain = socket.create_connection((socket.gethostbyname("localhost"), HTTP_PORT), timeout=10)
-    assert plain.getpeername()[1] == HTTP_PORT
-    plain.sendall(request("/plain"))
-    assert response(plain.makefile("rb")) == b"ok /plain"
-    plain.close()
-    print("raw ok")
-"""
-
 
 @pytest.mark.parametrize("server", ["gkcp", "kcptun"])
 def test_raw_socket_program_with_select(tmp_path, server):
